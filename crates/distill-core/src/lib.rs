@@ -1,0 +1,21 @@
+//! Shared vocabulary of distill: the types every stage reads and writes, strict
+//! TOML configs (`extends`, `--set` overrides, unknown keys rejected with a
+//! suggestion), content hashing, and atomic file writes.
+//!
+//! This crate is deliberately light (no polars, no burn) so that it builds in
+//! seconds and every other crate can depend on it.
+//!
+//! ```
+//! use distill_core::hash::content_id;
+//! // Ids are content hashes: the same text gives the same id on every machine.
+//! assert_eq!(content_id("hello"), content_id("hello"));
+//! assert_ne!(content_id("hello"), content_id("hello!"));
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod hash;
+pub mod types;
+
+pub use error::{Error, Result};
