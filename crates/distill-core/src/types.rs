@@ -103,6 +103,9 @@ pub struct Example {
     /// Source file (as given) and 1-based line or record number: provenance.
     pub source: String,
     pub line: u64,
+    /// The source's own row id, when the mapping names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
 }
 
 impl Example {
@@ -172,6 +175,8 @@ pub struct DatasetManifest {
     /// sha256 of `examples.parquet`: the dataset's identity in lineage records.
     pub examples_sha256: String,
     pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Present on curated datasets: the pipeline, its seed and what each step did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curation: Option<serde_json::Value>,

@@ -1,0 +1,489 @@
+//! Format readers. Each turns a file into records (a JSON object of the mapped
+//! fields, plus where the record came from) or row-level rejects; only
+//! file-level problems (missing file, unmapped field, unparseable JSON
+//! document) are errors.
+
+use crate::error::{DataError, Result};
+use distill_core::types::Reject;
+use polars::prelude::*;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// A supported input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Csv,
+    Tsv,
+    Jsonl,
+    Json,
+    Parquet,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Jsonl => "jsonl",
+            Format::Json => "json",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Format> {
+        match name.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "tsv" | "tab" => Some(Format::Tsv),
+            "jsonl" | "ndjson" | "json-lines" => Some(Format::Jsonl),
+            "json" => Some(Format::Json),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format named by a file's extension.
+    pub fn from_path(path: &Path) -> Result<Format> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        Format::parse(ext).ok_or_else(|| DataError::UnknownFormat {
+            path: path.to_path_buf(),
+            format: if ext.is_empty() {
+                "(no extension)".into()
+            } else {
+                ext.to_string()
+            },
+        })
+    }
+}
+
+/// How to read one file.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    pub format: Format,
+    /// CSV/TSV delimiter (default `,` for CSV, tab for TSV).
+    pub delimiter: Option<u8>,
+    /// CSV quoting (default on for CSV, off for TSV, where quotes are text).
+    pub quoting: Option<bool>,
+    /// Column names for a CSV/TSV without a header row.
+    pub columns: Option<Vec<String>>,
+    /// JSON: pointer to the array of records (`/train`); a last segment `*`
+    /// iterates every key of an object, exposing the key as field `$key`.
+    pub records: Option<String>,
+}
+
+/// One record read from a file, before mapping.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub line: Option<u64>,
+    pub record: Option<String>,
+    pub value: Value,
+}
+
+/// What a reader produced.
+pub enum Item {
+    Record(RawRecord),
+    Reject(Reject),
+}
+
+/// Read a file. `fields` are the (role, field) pairs the mapping needs, used
+/// to check the mapping against the file's columns before any work.
+pub fn read_file(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> Result<Vec<Item>> {
+    if !path.exists() {
+        return Err(DataError::MissingFile {
+            path: path.to_path_buf(),
+            hint: Some("paths in a data config are relative to the config file".into()),
+        });
+    }
+    let items = match spec.format {
+        Format::Csv | Format::Tsv => read_delimited(path, spec, fields)?,
+        Format::Jsonl => read_jsonl(path)?,
+        Format::Json => read_json(path, spec)?,
+        Format::Parquet => read_parquet(path, fields)?,
+    };
+    if matches!(spec.format, Format::Jsonl | Format::Json) {
+        check_json_fields(path, &items, fields)?;
+    }
+    Ok(items)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn truncate(raw: &str) -> String {
+    if raw.chars().count() > 1000 {
+        raw.chars().take(1000).collect::<String>() + "…"
+    } else {
+        raw.to_string()
+    }
+}
+
+fn unmapped(path: &Path, role: &str, field: &str, available: Vec<String>) -> DataError {
+    let suggestion = distill_core::config::nearest(field, &available);
+    DataError::UnmappedField {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        role: role.to_string(),
+        available,
+        suggestion,
+    }
+}
+
+/// The top-level names a field spec refers to: `a.b` → `a`; `{x}_{y}` → x, y.
+pub fn field_roots(field: &str) -> Vec<String> {
+    if field.contains('{') {
+        let mut out = Vec::new();
+        let mut rest = field;
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start + 1..].find('}') else {
+                break;
+            };
+            out.push(rest[start + 1..start + 1 + len].split('.').next().unwrap_or("").to_string());
+            rest = &rest[start + 1 + len + 1..];
+        }
+        out
+    } else {
+        vec![field.split('.').next().unwrap_or(field).to_string()]
+    }
+}
+
+fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> Result<Vec<Item>> {
+    let file = display(path);
+    let delimiter = spec
+        .delimiter
+        .unwrap_or(if spec.format == Format::Tsv { b'\t' } else { b',' });
+    let quoting = spec.quoting.unwrap_or(spec.format == Format::Csv);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(quoting)
+        .has_headers(spec.columns.is_none())
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| DataError::BadFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let header: Vec<String> = match &spec.columns {
+        Some(cols) => cols.clone(),
+        None => reader
+            .byte_headers()
+            .map_err(|e| DataError::BadFile {
+                path: path.to_path_buf(),
+                message: format!("cannot read the header row: {e}"),
+            })?
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
+            .collect(),
+    };
+    // Resolve every mapped column once.
+    let mut wanted: Vec<(String, usize)> = Vec::new();
+    for (role, field) in fields {
+        for root in field_roots(field) {
+            if root == "$key" || wanted.iter().any(|(n, _)| *n == root) {
+                continue;
+            }
+            match header.iter().position(|h| *h == root) {
+                Some(idx) => wanted.push((root, idx)),
+                None => return Err(unmapped(path, role, &root, header.clone())),
+            }
+        }
+    }
+    let mut items = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line_before = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map(|p| p.line()).unwrap_or(line_before);
+                let mut map = Map::new();
+                let mut bad = None;
+                for (name, idx) in &wanted {
+                    let bytes = record.get(*idx).unwrap_or_default();
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => {
+                            map.insert(name.clone(), Value::String(s.to_string()));
+                        }
+                        Err(e) => {
+                            bad = Some(Reject {
+                                file: file.clone(),
+                                line: Some(line),
+                                record: None,
+                                field: Some(name.clone()),
+                                reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                                raw: Some(truncate(&String::from_utf8_lossy(bytes))),
+                            });
+                            break;
+                        }
+                    }
+                }
+                items.push(match bad {
+                    Some(r) => Item::Reject(r),
+                    None => Item::Record(RawRecord {
+                        line: Some(line),
+                        record: None,
+                        value: Value::Object(map),
+                    }),
+                });
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(line_before);
+                let reason = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => format!("wrong column count: expected {expected_len}, found {len}"),
+                    _ => e.to_string(),
+                };
+                items.push(Item::Reject(Reject {
+                    file: file.clone(),
+                    line: Some(line),
+                    record: None,
+                    field: None,
+                    reason,
+                    raw: None,
+                }));
+                if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }) {
+                    // An I/O error does not advance the reader: stop here.
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Item>> {
+    let file = display(path);
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut items = Vec::new();
+    for (index, raw_line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line = index as u64 + 1;
+        let raw_line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
+        if raw_line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let reject = |reason: String| {
+            Item::Reject(Reject {
+                file: file.clone(),
+                line: Some(line),
+                record: None,
+                field: None,
+                reason,
+                raw: Some(truncate(&String::from_utf8_lossy(raw_line))),
+            })
+        };
+        let text = match std::str::from_utf8(raw_line) {
+            Ok(t) => t,
+            Err(e) => {
+                items.push(reject(format!("invalid UTF-8 at byte {}", e.valid_up_to())));
+                continue;
+            }
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => items.push(Item::Record(RawRecord {
+                line: Some(line),
+                record: None,
+                value,
+            })),
+            Ok(other) => items.push(reject(format!(
+                "expected a JSON object, found {}",
+                json_type(&other)
+            ))),
+            Err(e) => items.push(reject(format!("invalid JSON: {e}"))),
+        }
+    }
+    Ok(items)
+}
+
+fn read_json(path: &Path, spec: &ReadSpec) -> Result<Vec<Item>> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let root: Value = serde_json::from_slice(&bytes).map_err(|e| DataError::BadFile {
+        path: path.to_path_buf(),
+        message: format!("invalid JSON document: {e}"),
+    })?;
+    let pointer = spec.records.clone().unwrap_or_default();
+    let mut groups: Vec<(String, Option<String>, &Value)> = Vec::new();
+    if let Some(parent) = pointer.strip_suffix("/*") {
+        let node = root.pointer(parent).ok_or_else(|| DataError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("records pointer `{parent}` matches nothing"),
+        })?;
+        let Value::Object(map) = node else {
+            return Err(DataError::BadFile {
+                path: path.to_path_buf(),
+                message: format!("records pointer `{pointer}`: `{parent}` is not an object"),
+            });
+        };
+        for (key, value) in map {
+            groups.push((format!("{parent}/{key}"), Some(key.clone()), value));
+        }
+    } else {
+        let node = root.pointer(&pointer).ok_or_else(|| DataError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("records pointer `{pointer}` matches nothing"),
+        })?;
+        groups.push((pointer.clone(), None, node));
+    }
+    let mut items = Vec::new();
+    for (prefix, key, node) in groups {
+        let Value::Array(records) = node else {
+            return Err(DataError::BadFile {
+                path: path.to_path_buf(),
+                message: format!(
+                    "expected an array of records at `{}`, found {}\nhint: set `records` to the JSON pointer of the array",
+                    if prefix.is_empty() { "/" } else { &prefix },
+                    json_type(node)
+                ),
+            });
+        };
+        for (i, value) in records.iter().enumerate() {
+            let mut value = value.clone();
+            if let (Some(k), Value::Object(map)) = (&key, &mut value) {
+                map.insert("$key".into(), Value::String(k.clone()));
+            } else if let (Some(k), Value::Array(arr)) = (&key, &value) {
+                let mut map = Map::new();
+                for (j, v) in arr.iter().enumerate() {
+                    map.insert(j.to_string(), v.clone());
+                }
+                map.insert("$key".into(), Value::String(k.clone()));
+                value = Value::Object(map);
+            }
+            items.push(Item::Record(RawRecord {
+                line: None,
+                record: Some(format!("{prefix}/{i}")),
+                value,
+            }));
+        }
+    }
+    Ok(items)
+}
+
+fn check_json_fields(path: &Path, items: &[Item], fields: &[(String, String)]) -> Result<()> {
+    let records: Vec<&Value> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Record(r) => Some(&r.value),
+            Item::Reject(_) => None,
+        })
+        .collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    for (role, field) in fields {
+        for root in field_roots(field) {
+            if root == "$key" {
+                continue;
+            }
+            let present = records.iter().any(|v| lookup(v, &root).is_some());
+            if !present {
+                let available = match records[0] {
+                    Value::Object(m) => m.keys().cloned().collect(),
+                    Value::Array(a) => (0..a.len()).map(|i| i.to_string()).collect(),
+                    _ => Vec::new(),
+                };
+                return Err(unmapped(path, role, &root, available));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_parquet(path: &Path, fields: &[(String, String)]) -> Result<Vec<Item>> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| DataError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let mut columns = Vec::new();
+    for (role, field) in fields {
+        for root in field_roots(field) {
+            if columns.iter().any(|(n, _): &(String, &Column)| *n == root) {
+                continue;
+            }
+            let column = df
+                .column(&root)
+                .map_err(|_| unmapped(path, role, &root, names.clone()))?;
+            columns.push((root, column));
+        }
+    }
+    let mut items = Vec::with_capacity(df.height());
+    for row in 0..df.height() {
+        let mut map = Map::new();
+        for (name, column) in &columns {
+            let cell = column.get(row).map_err(|e| DataError::Parquet {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            map.insert(name.clone(), any_to_json(&cell));
+        }
+        items.push(Item::Record(RawRecord {
+            line: None,
+            record: Some(format!("row {}", row + 1)),
+            value: Value::Object(map),
+        }));
+    }
+    Ok(items)
+}
+
+fn any_to_json(value: &AnyValue) -> Value {
+    match value {
+        AnyValue::Null => Value::Null,
+        AnyValue::Boolean(b) => Value::Bool(*b),
+        AnyValue::String(s) => Value::String(s.to_string()),
+        AnyValue::StringOwned(s) => Value::String(s.to_string()),
+        AnyValue::Int8(v) => Value::from(*v),
+        AnyValue::Int16(v) => Value::from(*v),
+        AnyValue::Int32(v) => Value::from(*v),
+        AnyValue::Int64(v) => Value::from(*v),
+        AnyValue::UInt8(v) => Value::from(*v),
+        AnyValue::UInt16(v) => Value::from(*v),
+        AnyValue::UInt32(v) => Value::from(*v),
+        AnyValue::UInt64(v) => Value::from(*v),
+        AnyValue::Float32(v) => Value::from(*v as f64),
+        AnyValue::Float64(v) => Value::from(*v),
+        AnyValue::List(series) => Value::Array(
+            (0..series.len())
+                .map(|i| series.get(i).map(|v| any_to_json(&v)).unwrap_or(Value::Null))
+                .collect(),
+        ),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Look up a dotted field path (`a.b.0`) in a record.
+pub fn lookup<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
+    if let Value::Object(map) = value {
+        if let Some(v) = map.get(field) {
+            return Some(v);
+        }
+    }
+    let mut current = value;
+    for part in field.split('.') {
+        current = match current {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
