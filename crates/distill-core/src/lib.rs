@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod hash;
+pub mod table;
 pub mod types;
 
 pub use error::{Error, Result};
