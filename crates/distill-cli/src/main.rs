@@ -1,1 +1,114 @@
-fn main(){}
+//! `distill`: the command-line workbench. Subcommands are pipeline stages.
+//!
+//! stdout carries data (tables, JSON, the output path); progress and logs go
+//! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
+
+mod data;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "distill",
+    version,
+    about = "Turn a big, slow model into a small, fast one for one narrow job.",
+    propagate_version = true
+)]
+struct Cli {
+    /// Worker threads for parallel steps (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import, curate and describe datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Inspect configs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the fully resolved config (extends and --set applied), after validating it.
+    Show {
+        /// A TOML config file.
+        file: std::path::PathBuf,
+        /// Override a key: --set key.path=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+}
+
+/// A failure that decides the exit code.
+pub enum Failure {
+    /// A gate failed (exit 1).
+    Gate(String),
+    /// An error (exit 2).
+    Error(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Error(e.into())
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+/// Whether stderr is a terminal (progress bars) or a pipe (plain log lines).
+pub fn interactive() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+        Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Gate(message)) => {
+            eprintln!("gate failed: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
+    let mut source = distill_core::config::ConfigSource::load(file)?;
+    source.apply_overrides(sets)?;
+    // Validate configs of a known kind so that `show` catches typos too.
+    if source.table.contains_key("sources") {
+        source.deserialize::<distill_data::import::DataConfig>()?;
+    } else if source.table.contains_key("steps") {
+        source.deserialize::<distill_data::curate::CurateConfig>()?;
+    }
+    let files: Vec<String> = source.files.iter().map(|f| f.display().to_string()).collect();
+    println!("# resolved from: {}", files.join(" <- "));
+    if !source.overrides.is_empty() {
+        println!("# overrides: {}", source.overrides.join(" "));
+    }
+    print!("{}", source.to_toml());
+    Ok(())
+}

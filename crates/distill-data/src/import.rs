@@ -216,27 +216,35 @@ pub struct ImportOutcome {
     pub rejects: Vec<Reject>,
 }
 
-/// Expand a path with `*` in its file name into the sorted matching files.
+/// Expand a path whose components may hold `*` into the sorted matching files.
 fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let full = dir.join(pattern);
-    let name = full
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.contains('*') {
+    if !pattern.contains('*') {
         return Ok(vec![full]);
     }
-    let parent = full.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let entries = std::fs::read_dir(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .is_some_and(|n| wildcard_match(&name, &n.to_string_lossy()))
-        })
-        .collect();
+    let mut current = vec![PathBuf::new()];
+    for component in full.components() {
+        let part = component.as_os_str().to_string_lossy().into_owned();
+        let mut next = Vec::new();
+        for base in &current {
+            if !part.contains('*') {
+                next.push(base.join(&part));
+                continue;
+            }
+            let listing = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
+            let Ok(entries) = std::fs::read_dir(listing) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if wildcard_match(&part, &name) {
+                    next.push(base.join(&name));
+                }
+            }
+        }
+        current = next;
+    }
+    let mut out: Vec<PathBuf> = current.into_iter().filter(|p| p.is_file()).collect();
     out.sort();
     if out.is_empty() {
         return Err(DataError::MissingFile {

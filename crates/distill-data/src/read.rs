@@ -301,11 +301,41 @@ fn read_jsonl(path: &Path) -> Result<Vec<Item>> {
 }
 
 fn read_json(path: &Path, spec: &ReadSpec) -> Result<Vec<Item>> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let root: Value = serde_json::from_slice(&bytes).map_err(|e| DataError::BadFile {
-        path: path.to_path_buf(),
-        message: format!("invalid JSON document: {e}"),
-    })?;
+    let mut bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if std::str::from_utf8(&bytes).is_err() {
+        // One JSON document cannot be rejected row by row: repair what can be
+        // repaired (CESU-8 surrogate pairs, as some exporters write emoji),
+        // replace the rest with U+FFFD, and say so.
+        let (fixed, pairs, replaced) = repair_utf8(&bytes);
+        eprintln!(
+            "warning: {}: invalid UTF-8: {pairs} CESU-8 surrogate pair(s) decoded, {replaced} invalid sequence(s) replaced with U+FFFD",
+            path.display()
+        );
+        bytes = fixed.into_bytes();
+    }
+    let root: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        // Real exports carry lone UTF-16 surrogate escapes (`\ud83d` cut in
+        // half); serde_json rejects them. Replace them with U+FFFD and retry.
+        Err(e) if e.to_string().contains("unicode code point") => {
+            let (fixed, replaced) = replace_lone_surrogates(&bytes);
+            let v = serde_json::from_slice(&fixed).map_err(|e| DataError::BadFile {
+                path: path.to_path_buf(),
+                message: format!("invalid JSON document: {e}"),
+            })?;
+            eprintln!(
+                "warning: {}: replaced {replaced} lone surrogate escape(s) with U+FFFD",
+                path.display()
+            );
+            v
+        }
+        Err(e) => {
+            return Err(DataError::BadFile {
+                path: path.to_path_buf(),
+                message: format!("invalid JSON document: {e}"),
+            });
+        }
+    };
     let pointer = spec.records.clone().unwrap_or_default();
     let mut groups: Vec<(String, Option<String>, &Value)> = Vec::new();
     if let Some(parent) = pointer.strip_suffix("/*") {
@@ -486,4 +516,68 @@ pub fn lookup<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
         };
     }
     Some(current)
+}
+
+/// Replace `\uD800`-`\uDFFF` escapes that do not form a valid pair with `\uFFFD`.
+fn replace_lone_surrogates(bytes: &[u8]) -> (Vec<u8>, usize) {
+    fn hex4(b: &[u8]) -> Option<u32> {
+        let s = std::str::from_utf8(b.get(..4)?).ok()?;
+        u32::from_str_radix(s, 16).ok()
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut replaced = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'u' {
+                if let Some(code) = hex4(&bytes[i + 2..]) {
+                    let is_high = (0xD800..0xDC00).contains(&code);
+                    let is_low = (0xDC00..0xE000).contains(&code);
+                    let next_low = bytes.get(i + 6) == Some(&b'\\')
+                        && bytes.get(i + 7) == Some(&b'u')
+                        && hex4(&bytes[(i + 8).min(bytes.len())..]).is_some_and(|c| (0xDC00..0xE000).contains(&c));
+                    if is_high && next_low {
+                        out.extend_from_slice(&bytes[i..i + 12]);
+                        i += 12;
+                        continue;
+                    }
+                    if is_high || is_low {
+                        out.extend_from_slice(b"\\ufffd");
+                        replaced += 1;
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            out.extend_from_slice(&bytes[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    (out, replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cesu8_pairs_are_decoded() {
+        let (s, pairs, replaced) = repair_utf8(b"pizza \xED\xA0\xBC\xED\xBD\x95 \xFF!");
+        assert_eq!(s, "pizza \u{1f355} \u{fffd}!");
+        assert_eq!((pairs, replaced), (1, 1));
+    }
+
+    #[test]
+    fn lone_surrogates_are_replaced_pairs_kept() {
+        let input = br#"["a\ud83d b", "\ud83d\ude00", "\\ud83d"]"#;
+        let (fixed, n) = replace_lone_surrogates(input);
+        assert_eq!(n, 1);
+        let v: Value = serde_json::from_slice(&fixed).expect("parses");
+        assert_eq!(v[0], "a\u{fffd} b");
+        assert_eq!(v[1], "\u{1f600}");
+        assert_eq!(v[2], "\\ud83d");
+    }
 }
