@@ -518,6 +518,45 @@ pub fn lookup<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
     Some(current)
 }
 
+/// Decode CESU-8 surrogate pairs (ED Ax xx ED Bx xx) to real code points and
+/// replace any other invalid UTF-8 with U+FFFD.
+fn repair_utf8(bytes: &[u8]) -> (String, usize, usize) {
+    let mut out = String::with_capacity(bytes.len());
+    let (mut pairs, mut replaced) = (0, 0);
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let good = e.valid_up_to();
+                out.push_str(std::str::from_utf8(&rest[..good]).unwrap_or_default());
+                rest = &rest[good..];
+                if rest.len() >= 6
+                    && rest[0] == 0xED
+                    && (0xA0..=0xAF).contains(&rest[1])
+                    && rest[3] == 0xED
+                    && (0xB0..=0xBF).contains(&rest[4])
+                {
+                    let high = 0xD000 | (u32::from(rest[1] & 0x3F) << 6) | u32::from(rest[2] & 0x3F);
+                    let low = 0xD000 | (u32::from(rest[4] & 0x3F) << 6) | u32::from(rest[5] & 0x3F);
+                    let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                    pairs += 1;
+                    rest = &rest[6..];
+                } else {
+                    out.push('\u{fffd}');
+                    replaced += 1;
+                    rest = &rest[e.error_len().unwrap_or(rest.len()).max(1)..];
+                }
+            }
+        }
+    }
+    (out, pairs, replaced)
+}
+
 /// Replace `\uD800`-`\uDFFF` escapes that do not form a valid pair with `\uFFFD`.
 fn replace_lone_surrogates(bytes: &[u8]) -> (Vec<u8>, usize) {
     fn hex4(b: &[u8]) -> Option<u32> {
