@@ -84,9 +84,11 @@ impl ConfigSource {
             if let Some((key, expected)) = parse_unknown_field(&message) {
                 let full = if path == "." || path.is_empty() {
                     key.clone()
-                } else {
-                    // serde_path_to_error's path already ends at the unknown key.
+                } else if path.ends_with(&key) {
                     path.clone()
+                } else {
+                    // Inside internally tagged enums the path stops at the element.
+                    format!("{path}.{key}")
                 };
                 Error::UnknownKey {
                     origin: self.origin_of(&key),
