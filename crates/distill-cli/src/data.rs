@@ -3,13 +3,13 @@
 use crate::{CmdResult, Failure};
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use distill_core::fsutil::write_jsonl_atomic;
 use distill_core::table::{Format as TableFormat, Table};
 use distill_core::types::Task;
 use distill_data::curate::{CurateConfig, curate};
 use distill_data::dataset::Dataset;
 use distill_data::import::{DataConfig, SourceConfig, import};
 use distill_data::read::Format;
-use distill_core::fsutil::write_jsonl_atomic;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ pub enum DataCommand {
     ///
     /// The field mapping comes from a data config (--config) or from flags.
     /// Malformed rows go to <out>/rejects.jsonl with file, line and reason.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Normalise, redact PII, deduplicate, split and leak-check a dataset.
     Curate(CurateArgs),
     /// Rows per split, label histogram, lengths, and what curation removed.
@@ -106,13 +106,15 @@ fn parse_task(s: &str) -> Result<Task, String> {
         "classify" => Ok(Task::Classify),
         "multilabel" => Ok(Task::Multilabel),
         "extract" => Ok(Task::Extract),
-        other => Err(format!("unknown task `{other}` (expected classify, multilabel or extract)")),
+        other => Err(format!(
+            "unknown task `{other}` (expected classify, multilabel or extract)"
+        )),
     }
 }
 
 pub fn run(cmd: DataCommand) -> CmdResult {
     match cmd {
-        DataCommand::Import(args) => run_import(args),
+        DataCommand::Import(args) => run_import(*args),
         DataCommand::Curate(args) => run_curate(args),
         DataCommand::Stats(args) => run_stats(args),
     }
@@ -140,7 +142,9 @@ fn run_import(args: ImportArgs) -> CmdResult {
     if !args.files.is_empty() {
         let format = match &args.format {
             Some(f) => Some(Format::parse(f).ok_or_else(|| {
-                anyhow::anyhow!("--format {f}: unknown format (expected csv, tsv, jsonl, json or parquet)")
+                anyhow::anyhow!(
+                    "--format {f}: unknown format (expected csv, tsv, jsonl, json or parquet)"
+                )
             })?),
             None => None,
         };
@@ -151,7 +155,11 @@ fn run_import(args: ImportArgs) -> CmdResult {
         };
         let cwd = std::env::current_dir().context("reading the current directory")?;
         for file in &args.files {
-            let path = if file.is_absolute() { file.clone() } else { cwd.join(file) };
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                cwd.join(file)
+            };
             config.sources.push(SourceConfig {
                 path: path.display().to_string(),
                 format,
@@ -175,14 +183,20 @@ fn run_import(args: ImportArgs) -> CmdResult {
     if let Some(name) = args.name {
         config.name = Some(name);
     } else if config.name.is_none() {
-        config.name = args.out.file_name().map(|n| n.to_string_lossy().into_owned());
+        config.name = args
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
     }
     if let Some(task) = args.task {
         config.task = Some(task);
     }
     let mut outcome = import(&config)?;
     for source in &outcome.dataset.manifest.sources {
-        eprintln!("  read {} ({}): {} rows, {} rejected", source.path, source.format, source.rows, source.rejected);
+        eprintln!(
+            "  read {} ({}): {} rows, {} rejected",
+            source.path, source.format, source.rows, source.rejected
+        );
     }
     outcome
         .dataset
@@ -233,7 +247,12 @@ fn run_curate(args: CurateArgs) -> CmdResult {
     }
     let dataset = Dataset::load(&args.dataset)?;
     let rejects = Dataset::load_rejects(&args.dataset)?;
-    eprintln!("curating {} ({} rows, seed {})", args.dataset.display(), dataset.manifest.rows, config.seed);
+    eprintln!(
+        "curating {} ({} rows, seed {})",
+        args.dataset.display(),
+        dataset.manifest.rows,
+        config.seed
+    );
     let mut outcome = curate(dataset, &config, |r| {
         eprintln!(
             "  {:<14} {:>9} -> {:>9} rows  (-{}) {:>7.2} s  {:>10.0} rows/s  {}",
@@ -243,7 +262,11 @@ fn run_curate(args: CurateArgs) -> CmdResult {
             r.removed,
             r.seconds,
             r.rows_per_second,
-            if r.details.as_object().is_some_and(|o| o.is_empty()) { String::new() } else { r.details.to_string() }
+            if r.details.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                r.details.to_string()
+            }
         );
     })?;
     outcome.dataset.save(&args.out, &rejects)?;

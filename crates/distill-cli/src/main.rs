@@ -69,11 +69,13 @@ pub fn interactive() -> bool {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
-            eprintln!("error: --threads {n}: {e}");
-            return ExitCode::from(2);
-        }
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+    {
+        eprintln!("error: --threads {n}: {e}");
+        return ExitCode::from(2);
     }
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
@@ -104,7 +106,11 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
     } else if source.table.contains_key("steps") {
         source.deserialize::<distill_data::curate::CurateConfig>()?;
     }
-    let files: Vec<String> = source.files.iter().map(|f| f.display().to_string()).collect();
+    let files: Vec<String> = source
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     println!("# resolved from: {}", files.join(" <- "));
     if !source.overrides.is_empty() {
         println!("# overrides: {}", source.overrides.join(" "));

@@ -115,11 +115,11 @@ impl ConfigSource {
         let leaf = key.trim_start_matches('.');
         let leaf = leaf.rsplit('.').next().unwrap_or(leaf);
         let leaf = leaf.split('[').next().unwrap_or(leaf);
-        if self
-            .overrides
-            .iter()
-            .any(|o| o.split('=').next().is_some_and(|k| k.trim().ends_with(leaf)))
-        {
+        if self.overrides.iter().any(|o| {
+            o.split('=')
+                .next()
+                .is_some_and(|k| k.trim().ends_with(leaf))
+        }) {
             return "--set".to_string();
         }
         for (file, table) in self.files.iter().zip(&self.raw).rev() {
@@ -150,10 +150,12 @@ fn load_rec(
         });
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut table: Table = text.parse().map_err(|e: toml::de::Error| Error::TomlSyntax {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let mut table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::TomlSyntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let extends = match table.remove("extends") {
         None => Vec::new(),
         Some(Value::String(s)) => vec![s],
@@ -309,8 +311,16 @@ mod tests {
     #[test]
     fn extends_and_overrides_merge_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "base.toml", "epochs = 1\nlearning-rate = 0.1\n[inner]\nbatch-size = 8\n");
-        let child = write(dir.path(), "child.toml", "extends = [\"base.toml\"]\nepochs = 3\n");
+        write(
+            dir.path(),
+            "base.toml",
+            "epochs = 1\nlearning-rate = 0.1\n[inner]\nbatch-size = 8\n",
+        );
+        let child = write(
+            dir.path(),
+            "child.toml",
+            "extends = [\"base.toml\"]\nepochs = 3\n",
+        );
         let mut source = ConfigSource::load(&child).expect("load");
         source
             .apply_overrides(&["learning-rate=0.5".into(), "inner.batch-size=64".into()])
@@ -325,8 +335,15 @@ mod tests {
     #[test]
     fn unknown_key_names_file_and_suggests() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = write(dir.path(), "c.toml", "epochs = 1\nlearning-rate = 0.1\n[inner]\nbatch-sise = 8\n");
-        let err = ConfigSource::load(&p).expect("load").deserialize::<Train>().unwrap_err();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "epochs = 1\nlearning-rate = 0.1\n[inner]\nbatch-sise = 8\n",
+        );
+        let err = ConfigSource::load(&p)
+            .expect("load")
+            .deserialize::<Train>()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("c.toml"), "{text}");
         assert!(text.contains("batch-sise"), "{text}");

@@ -12,6 +12,8 @@
 //! assert_ne!(content_id("hello"), content_id("hello!"));
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod config;
 pub mod error;
 pub mod fsutil;

@@ -21,7 +21,9 @@ impl std::str::FromStr for Format {
             "md" | "markdown" => Ok(Format::Md),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format `{other}` (expected table, md, csv or json)")),
+            other => Err(format!(
+                "unknown format `{other}` (expected table, md, csv or json)"
+            )),
         }
     }
 }
@@ -115,7 +117,14 @@ impl Table {
             s.trim_end().to_string() + "\n"
         };
         out.push_str(&line(&self.headers));
-        out.push_str(&(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ") + "\n"));
+        out.push_str(
+            &(widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("  ")
+                + "\n"),
+        );
         for row in &self.rows {
             out.push_str(&line(row));
         }
@@ -128,10 +137,19 @@ impl Table {
             out.push_str(&format!("**{t}**\n\n"));
         }
         let esc = |s: &String| s.replace('|', "\\|");
-        out.push_str(&format!("| {} |\n", self.headers.iter().map(esc).collect::<Vec<_>>().join(" | ")));
-        out.push_str(&format!("|{}\n", self.headers.iter().map(|_| "---|").collect::<String>()));
+        out.push_str(&format!(
+            "| {} |\n",
+            self.headers.iter().map(esc).collect::<Vec<_>>().join(" | ")
+        ));
+        out.push_str(&format!(
+            "|{}\n",
+            self.headers.iter().map(|_| "---|").collect::<String>()
+        ));
         for row in &self.rows {
-            out.push_str(&format!("| {} |\n", row.iter().map(esc).collect::<Vec<_>>().join(" | ")));
+            out.push_str(&format!(
+                "| {} |\n",
+                row.iter().map(esc).collect::<Vec<_>>().join(" | ")
+            ));
         }
         out
     }
@@ -161,8 +179,14 @@ mod tests {
         let mut t = Table::new("t", &["name", "rows"]);
         t.push(vec!["a,b".into(), "10".into()]);
         assert_eq!(t.render(Format::Csv), "name,rows\n\"a,b\",10\n");
-        assert_eq!(t.render(Format::Md), "**t**\n\n| name | rows |\n|---|---|\n| a,b | 10 |\n");
-        assert_eq!(t.render(Format::Table), "t\nname  rows\n----  ----\na,b     10\n");
+        assert_eq!(
+            t.render(Format::Md),
+            "**t**\n\n| name | rows |\n|---|---|\n| a,b | 10 |\n"
+        );
+        assert_eq!(
+            t.render(Format::Table),
+            "t\nname  rows\n----  ----\na,b     10\n"
+        );
         assert_eq!(t.json()[0]["rows"], 10);
     }
 }

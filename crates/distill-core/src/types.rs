@@ -199,11 +199,12 @@ pub fn label_set<'a>(rows: impl IntoIterator<Item = &'a Example>) -> Vec<String>
         for l in row.label_list() {
             set.insert(l.to_string());
         }
-        if let Some(spans) = &row.spans {
-            if row.label.is_none() && row.labels.is_none() {
-                for s in spans {
-                    set.insert(s.label.clone());
-                }
+        if let Some(spans) = &row.spans
+            && row.label.is_none()
+            && row.labels.is_none()
+        {
+            for s in spans {
+                set.insert(s.label.clone());
             }
         }
     }

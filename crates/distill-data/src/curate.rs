@@ -194,8 +194,16 @@ impl Step {
 
     fn validate(&self) -> std::result::Result<(), String> {
         match self {
-            Step::NearDedup { threshold, num_perm, shingle }
-            | Step::LeakageCheck { threshold, num_perm, shingle } => {
+            Step::NearDedup {
+                threshold,
+                num_perm,
+                shingle,
+            }
+            | Step::LeakageCheck {
+                threshold,
+                num_perm,
+                shingle,
+            } => {
                 if !(0.0..=1.0).contains(threshold) || *threshold <= 0.0 {
                     return Err(format!("threshold must be in (0, 1], got {threshold}"));
                 }
@@ -206,7 +214,9 @@ impl Step {
                     return Err("shingle must be at least 1".into());
                 }
             }
-            Step::Split { train, val, test, .. } => {
+            Step::Split {
+                train, val, test, ..
+            } => {
                 let sum = train + val + test;
                 if [train, val, test].iter().any(|f| **f < 0.0) || (sum - 1.0).abs() > 1e-6 {
                     return Err(format!(
@@ -214,7 +224,11 @@ impl Step {
                     ));
                 }
             }
-            Step::RareLabels { action: RareAction::Merge, merge_into: None, .. } => {
+            Step::RareLabels {
+                action: RareAction::Merge,
+                merge_into: None,
+                ..
+            } => {
                 return Err("action = \"merge\" needs merge-into = \"<label>\"".into());
             }
             _ => {}
@@ -265,10 +279,11 @@ pub fn curate(
     mut progress: impl FnMut(&StepReport),
 ) -> Result<CurateOutcome> {
     for step in &config.steps {
-        step.validate().map_err(|message| crate::DataError::Config {
-            context: format!("curate step `{}`", step.name()),
-            message,
-        })?;
+        step.validate()
+            .map_err(|message| crate::DataError::Config {
+                context: format!("curate step `{}`", step.name()),
+                message,
+            })?;
     }
     let task = dataset.manifest.task;
     let mut rows = std::mem::take(&mut dataset.examples);
@@ -279,7 +294,14 @@ pub fn curate(
         let start = Instant::now();
         let rows_in = rows.len() as u64;
         let removed_before = removed.len();
-        let details = run_step(step, task, config.seed, &mut rows, &mut removed, &mut conflicts);
+        let details = run_step(
+            step,
+            task,
+            config.seed,
+            &mut rows,
+            &mut removed,
+            &mut conflicts,
+        );
         let seconds = start.elapsed().as_secs_f64();
         let report = StepReport {
             step: step.name().to_string(),
@@ -287,7 +309,11 @@ pub fn curate(
             rows_out: rows.len() as u64,
             removed: (removed.len() - removed_before) as u64,
             seconds,
-            rows_per_second: if seconds > 0.0 { rows_in as f64 / seconds } else { 0.0 },
+            rows_per_second: if seconds > 0.0 {
+                rows_in as f64 / seconds
+            } else {
+                0.0
+            },
             details,
         };
         progress(&report);
@@ -298,7 +324,11 @@ pub fn curate(
     let redactions: BTreeMap<String, u64> = reports
         .iter()
         .filter(|r| r.step == "redact-pii")
-        .filter_map(|r| r.details.get("redactions").and_then(|v| serde_json::from_value::<BTreeMap<String, u64>>(v.clone()).ok()))
+        .filter_map(|r| {
+            r.details
+                .get("redactions")
+                .and_then(|v| serde_json::from_value::<BTreeMap<String, u64>>(v.clone()).ok())
+        })
         .fold(BTreeMap::new(), |mut acc, m| {
             for (k, v) in m {
                 *acc.entry(k).or_insert(0) += v;
@@ -333,7 +363,12 @@ pub fn curate(
     })
 }
 
-fn take_rows(rows: &mut Vec<Example>, drop: &[Option<(String, Option<String>)>], step: &str, removed: &mut Vec<Removed>) {
+fn take_rows(
+    rows: &mut Vec<Example>,
+    drop: &[Option<(String, Option<String>)>],
+    step: &str,
+    removed: &mut Vec<Removed>,
+) {
     let old = std::mem::take(rows);
     for (row, verdict) in old.into_iter().zip(drop) {
         match verdict {
@@ -384,7 +419,11 @@ fn run_step(
 ) -> serde_json::Value {
     let name = step.name();
     match step {
-        Step::Normalize { nfkc, whitespace, lowercase } => {
+        Step::Normalize {
+            nfkc,
+            whitespace,
+            lowercase,
+        } => {
             let changed: usize = rows
                 .par_iter_mut()
                 .map(|r| {
@@ -396,12 +435,20 @@ fn run_step(
                 .sum();
             let verdicts: Vec<_> = rows
                 .iter()
-                .map(|r| r.text.is_empty().then(|| ("empty after normalisation".to_string(), None)))
+                .map(|r| {
+                    r.text
+                        .is_empty()
+                        .then(|| ("empty after normalisation".to_string(), None))
+                })
                 .collect();
             take_rows(rows, &verdicts, name, removed);
             json!({ "changed": changed })
         }
-        Step::LengthFilter { min_chars, max_chars, min_words } => {
+        Step::LengthFilter {
+            min_chars,
+            max_chars,
+            min_words,
+        } => {
             let verdicts: Vec<_> = rows
                 .par_iter()
                 .map(|r| {
@@ -409,15 +456,15 @@ fn run_step(
                     if r.text.trim().is_empty() {
                         return Some(("empty text".to_string(), None));
                     }
-                    if let Some(min) = min_chars {
-                        if chars < *min {
-                            return Some((format!("too short: {chars} < {min} characters"), None));
-                        }
+                    if let Some(min) = min_chars
+                        && chars < *min
+                    {
+                        return Some((format!("too short: {chars} < {min} characters"), None));
                     }
-                    if let Some(max) = max_chars {
-                        if chars > *max {
-                            return Some((format!("too long: {chars} > {max} characters"), None));
-                        }
+                    if let Some(max) = max_chars
+                        && chars > *max
+                    {
+                        return Some((format!("too long: {chars} > {max} characters"), None));
                     }
                     if let Some(min) = min_words {
                         let words = r.text.split_whitespace().count();
@@ -442,7 +489,8 @@ fn run_step(
                     counts
                 })
                 .collect();
-            let mut totals: BTreeMap<String, u64> = kinds.iter().map(|k| (k.as_str().to_string(), 0)).collect();
+            let mut totals: BTreeMap<String, u64> =
+                kinds.iter().map(|k| (k.as_str().to_string(), 0)).collect();
             let mut rows_changed = 0u64;
             for c in counts {
                 if !c.is_empty() {
@@ -463,7 +511,8 @@ fn run_step(
             for &i in &order {
                 match first.get(keys[i].as_str()) {
                     Some(&k) => {
-                        verdicts[i] = Some(("exact duplicate".to_string(), Some(rows[k].id.clone())));
+                        verdicts[i] =
+                            Some(("exact duplicate".to_string(), Some(rows[k].id.clone())));
                         groups.entry(k).or_default().push(i);
                     }
                     None => {
@@ -485,7 +534,8 @@ fn run_step(
                 label_sets.remove("");
                 if label_sets.len() > 1 {
                     conflict_count += 1;
-                    let all: Vec<usize> = std::iter::once(k).chain(members.iter().copied()).collect();
+                    let all: Vec<usize> =
+                        std::iter::once(k).chain(members.iter().copied()).collect();
                     conflicts.push(json!({
                         "text": rows[k].text,
                         "rows": all.iter().map(|&i| json!({
@@ -495,7 +545,8 @@ fn run_step(
                         "action": match policy { ConflictPolicy::KeepFirst => "kept first", ConflictPolicy::Drop => "dropped all" },
                     }));
                     if *policy == ConflictPolicy::Drop {
-                        verdicts[k] = Some(("conflicting labels for the same text".to_string(), None));
+                        verdicts[k] =
+                            Some(("conflicting labels for the same text".to_string(), None));
                     }
                 }
             }
@@ -503,20 +554,40 @@ fn run_step(
             take_rows(rows, &verdicts, name, removed);
             json!({ "conflicting_texts": conflict_count })
         }
-        Step::NearDedup { threshold, num_perm, shingle } => {
+        Step::NearDedup {
+            threshold,
+            num_perm,
+            shingle,
+        } => {
             let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
             let order = priority_order(rows);
-            let params = MinHashParams { num_perm: *num_perm, shingle: *shingle, threshold: *threshold, seed };
+            let params = MinHashParams {
+                num_perm: *num_perm,
+                shingle: *shingle,
+                threshold: *threshold,
+                seed,
+            };
             let dups = near_duplicates(&texts, &order, None, &params);
             let verdicts: Vec<_> = dups
                 .iter()
-                .map(|d| d.map(|j| (format!("near duplicate (Jaccard >= {threshold})"), Some(rows[j].id.clone()))))
+                .map(|d| {
+                    d.map(|j| {
+                        (
+                            format!("near duplicate (Jaccard >= {threshold})"),
+                            Some(rows[j].id.clone()),
+                        )
+                    })
+                })
                 .collect();
             let (bands, per_band) = crate::minhash::bands_for(*threshold, *num_perm);
             take_rows(rows, &verdicts, name, removed);
             json!({ "bands": bands, "rows_per_band": per_band })
         }
-        Step::RareLabels { min_count, action, merge_into } => {
+        Step::RareLabels {
+            min_count,
+            action,
+            merge_into,
+        } => {
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             for r in rows.iter() {
                 for l in r.label_list() {
@@ -531,12 +602,15 @@ fn run_step(
             let target = merge_into.clone().unwrap_or_default();
             let mut verdicts = vec![None; rows.len()];
             for (i, r) in rows.iter_mut().enumerate() {
-                if let Some(l) = &r.label {
-                    if rare.contains(l) {
-                        match action {
-                            RareAction::Drop => verdicts[i] = Some((format!("rare label `{l}` (< {min_count} examples)"), None)),
-                            RareAction::Merge => r.label = Some(target.clone()),
+                if let Some(l) = &r.label
+                    && rare.contains(l)
+                {
+                    match action {
+                        RareAction::Drop => {
+                            verdicts[i] =
+                                Some((format!("rare label `{l}` (< {min_count} examples)"), None))
                         }
+                        RareAction::Merge => r.label = Some(target.clone()),
                     }
                 }
                 if let Some(ls) = &mut r.labels {
@@ -551,7 +625,12 @@ fn run_step(
             take_rows(rows, &verdicts, name, removed);
             json!({ "rare_labels": rare, "action": action })
         }
-        Step::Split { train, val, test: _, keep_existing } => {
+        Step::Split {
+            train,
+            val,
+            test: _,
+            keep_existing,
+        } => {
             let mut assigned = 0u64;
             for r in rows.iter_mut() {
                 if *keep_existing && r.split.is_some() {
@@ -575,9 +654,16 @@ fn run_step(
             }
             json!({ "assigned": assigned, "kept": rows.len() as u64 - assigned })
         }
-        Step::LeakageCheck { threshold, num_perm, shingle } => {
+        Step::LeakageCheck {
+            threshold,
+            num_perm,
+            shingle,
+        } => {
             let order = priority_order(rows);
-            let groups: Vec<u8> = rows.iter().map(|r| r.split.map(|s| s as u8).unwrap_or(255)).collect();
+            let groups: Vec<u8> = rows
+                .iter()
+                .map(|r| r.split.map(|s| s as u8).unwrap_or(255))
+                .collect();
             // Exact first (cheap), then near.
             let keys: Vec<String> = rows.par_iter().map(|r| dedup_key(&r.text)).collect();
             let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
@@ -588,7 +674,10 @@ fn run_step(
                     Some(&k) if groups[k] != groups[i] => {
                         exact += 1;
                         verdicts[i] = Some((
-                            format!("leak: exact duplicate of a {} row", rows[k].split.map(Split::as_str).unwrap_or("unassigned")),
+                            format!(
+                                "leak: exact duplicate of a {} row",
+                                rows[k].split.map(Split::as_str).unwrap_or("unassigned")
+                            ),
                             Some(rows[k].id.clone()),
                         ));
                     }
@@ -599,8 +688,17 @@ fn run_step(
                 }
             }
             let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-            let near_order: Vec<usize> = order.iter().copied().filter(|&i| verdicts[i].is_none()).collect();
-            let params = MinHashParams { num_perm: *num_perm, shingle: *shingle, threshold: *threshold, seed };
+            let near_order: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&i| verdicts[i].is_none())
+                .collect();
+            let params = MinHashParams {
+                num_perm: *num_perm,
+                shingle: *shingle,
+                threshold: *threshold,
+                seed,
+            };
             let dups = near_duplicates(&texts, &near_order, Some(&groups), &params);
             let mut near = 0u64;
             for (i, d) in dups.iter().enumerate() {
@@ -645,11 +743,19 @@ keep-existing = false
         assert_eq!(config.seed, 7);
         assert_eq!(
             config.steps[0],
-            Step::Normalize { nfkc: true, whitespace: true, lowercase: false }
+            Step::Normalize {
+                nfkc: true,
+                whitespace: true,
+                lowercase: false
+            }
         );
         assert_eq!(
             config.steps[1],
-            Step::NearDedup { threshold: 0.9, num_perm: 64, shingle: 5 }
+            Step::NearDedup {
+                threshold: 0.9,
+                num_perm: 64,
+                shingle: 5
+            }
         );
         let back = toml::to_string(&config).expect("serialises");
         let again: CurateConfig = toml::from_str(&back).expect("round trip");

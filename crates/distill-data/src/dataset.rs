@@ -121,16 +121,26 @@ pub fn examples_to_parquet(examples: &[Example]) -> PolarsResult<Vec<u8>> {
     let labels: Vec<Option<Series>> = examples
         .iter()
         .map(|e| {
-            e.labels
-                .as_ref()
-                .map(|ls| Series::new(PlSmallStr::EMPTY, ls.iter().map(String::as_str).collect::<Vec<_>>()))
+            e.labels.as_ref().map(|ls| {
+                Series::new(
+                    PlSmallStr::EMPTY,
+                    ls.iter().map(String::as_str).collect::<Vec<_>>(),
+                )
+            })
         })
         .collect();
     let spans: Vec<Option<String>> = examples
         .iter()
-        .map(|e| e.spans.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()))
+        .map(|e| {
+            e.spans
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap_or_default())
+        })
         .collect();
-    let split: Vec<Option<&str>> = examples.iter().map(|e| e.split.map(Split::as_str)).collect();
+    let split: Vec<Option<&str>> = examples
+        .iter()
+        .map(|e| e.split.map(Split::as_str))
+        .collect();
     let source: Vec<&str> = examples.iter().map(|e| e.source.as_str()).collect();
     let line: Vec<u64> = examples.iter().map(|e| e.line).collect();
     let source_id: Vec<Option<&str>> = examples.iter().map(|e| e.source_id.as_deref()).collect();
@@ -164,7 +174,9 @@ pub fn examples_from_parquet(bytes: &[u8]) -> PolarsResult<Vec<Example>> {
     let text = df.column("text")?.str()?;
     let label = df.column("label")?.cast(&DataType::String)?;
     let label = label.str()?;
-    let labels = df.column("labels")?.cast(&DataType::List(Box::new(DataType::String)))?;
+    let labels = df
+        .column("labels")?
+        .cast(&DataType::List(Box::new(DataType::String)))?;
     let labels = labels.list()?;
     let spans = df.column("spans")?.cast(&DataType::String)?;
     let spans = spans.str()?;
@@ -219,7 +231,11 @@ mod tests {
             text: text.into(),
             label: label.map(Into::into),
             labels: labels.map(|v| v.into_iter().map(Into::into).collect()),
-            spans: Some(vec![Span { start: 0, end: 1, label: "x".into() }]),
+            spans: Some(vec![Span {
+                start: 0,
+                end: 1,
+                label: "x".into(),
+            }]),
             split: Some(Split::Val),
             source: "f.csv".into(),
             line: 7,
@@ -229,11 +245,19 @@ mod tests {
 
     #[test]
     fn parquet_round_trip() {
-        let rows = vec![ex("a", Some("l"), None), ex("b", None, Some(vec!["p", "q"])), ex("c", None, Some(vec![]))];
+        let rows = vec![
+            ex("a", Some("l"), None),
+            ex("b", None, Some(vec!["p", "q"])),
+            ex("c", None, Some(vec![])),
+        ];
         let bytes = examples_to_parquet(&rows).expect("write");
         let back = examples_from_parquet(&bytes).expect("read");
         assert_eq!(back, rows);
         let empty = examples_to_parquet(&[]).expect("write empty");
-        assert!(examples_from_parquet(&empty).expect("read empty").is_empty());
+        assert!(
+            examples_from_parquet(&empty)
+                .expect("read empty")
+                .is_empty()
+        );
     }
 }

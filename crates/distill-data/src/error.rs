@@ -44,7 +44,9 @@ pub enum DataError {
 }
 
 fn hint_text(hint: &Option<String>) -> String {
-    hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
+    hint.as_ref()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default()
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

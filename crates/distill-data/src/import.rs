@@ -182,7 +182,10 @@ impl SourceConfig {
             )));
         }
         if self.text_from_spans() && self.spans.is_none() {
-            return Err(err(format!("source `{}`: spans-format needs `spans`", self.path)));
+            return Err(err(format!(
+                "source `{}`: spans-format needs `spans`",
+                self.path
+            )));
         }
         if self.split.is_some() && self.split_field.is_some() {
             return Err(err(format!(
@@ -190,21 +193,21 @@ impl SourceConfig {
                 self.path
             )));
         }
-        if let Some(s) = &self.split {
-            if Split::parse(s).is_none() {
-                return Err(err(format!(
-                    "source `{}`: unknown split `{s}` (expected train, val, test or unlabeled)",
-                    self.path
-                )));
-            }
+        if let Some(s) = &self.split
+            && Split::parse(s).is_none()
+        {
+            return Err(err(format!(
+                "source `{}`: unknown split `{s}` (expected train, val, test or unlabeled)",
+                self.path
+            )));
         }
-        if let Some(d) = &self.delimiter {
-            if d.len() != 1 {
-                return Err(err(format!(
-                    "source `{}`: delimiter must be one ASCII character, got `{d}`",
-                    self.path
-                )));
-            }
+        if let Some(d) = &self.delimiter
+            && d.len() != 1
+        {
+            return Err(err(format!(
+                "source `{}`: delimiter must be one ASCII character, got `{d}`",
+                self.path
+            )));
         }
         Ok(())
     }
@@ -231,7 +234,11 @@ fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
                 next.push(base.join(&part));
                 continue;
             }
-            let listing = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
+            let listing = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base.as_path()
+            };
             let Ok(entries) = std::fs::read_dir(listing) else {
                 continue;
             };
@@ -277,7 +284,8 @@ pub fn import(config: &DataConfig) -> Result<ImportOutcome> {
     if config.sources.is_empty() {
         return Err(DataError::Config {
             context,
-            message: "no sources\nhint: add a [[sources]] table or pass files on the command line".into(),
+            message: "no sources\nhint: add a [[sources]] table or pass files on the command line"
+                .into(),
         });
     }
     let task = config.task();
@@ -397,7 +405,10 @@ fn scalar_string(value: &Value, field: &str) -> std::result::Result<Option<Strin
         Value::Bool(b) => Ok(Some(b.to_string())),
         other => Err((
             Some(field.to_string()),
-            format!("field `{field}` must be a string, found {}", json_type(other)),
+            format!(
+                "field `{field}` must be a string, found {}",
+                json_type(other)
+            ),
         )),
     }
 }
@@ -418,7 +429,11 @@ fn resolve(record: &Value, spec: &str) -> std::result::Result<Option<String>, Ma
             return Err((None, format!("unclosed `{{` in field template `{spec}`")));
         };
         let field = &rest[start + 1..start + 1 + len];
-        match lookup(record, field).map(|v| scalar_string(v, field)).transpose()?.flatten() {
+        match lookup(record, field)
+            .map(|v| scalar_string(v, field))
+            .transpose()?
+            .flatten()
+        {
             Some(s) => out.push_str(&s),
             None => return Ok(None),
         }
@@ -437,13 +452,19 @@ pub fn map_record(
     let mut text = match &source.text {
         Some(field) => match lookup(record, field) {
             None | Some(Value::Null) => {
-                return Err((Some(field.clone()), format!("missing text (field `{field}`)")));
+                return Err((
+                    Some(field.clone()),
+                    format!("missing text (field `{field}`)"),
+                ));
             }
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 return Err((
                     Some(field.clone()),
-                    format!("field `{field}` must be a string, found {}", json_type(other)),
+                    format!(
+                        "field `{field}` must be a string, found {}",
+                        json_type(other)
+                    ),
                 ));
             }
         },
@@ -455,10 +476,10 @@ pub fn map_record(
         let format = source.spans_format.unwrap_or(SpansFormat::List);
         let parsed = parse_spans(value, format, field)?;
         if let Some((derived_text, s)) = parsed {
-            if let Some(t) = derived_text {
-                if text.is_none() {
-                    text = Some(t);
-                }
+            if let Some(t) = derived_text
+                && text.is_none()
+            {
+                text = Some(t);
             }
             spans = Some(s);
         }
@@ -483,7 +504,9 @@ pub fn map_record(
         }
     }
     let label = match &source.label {
-        Some(spec) => resolve(record, spec)?.filter(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()),
+        Some(spec) => resolve(record, spec)?
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string()),
         None => None,
     };
     let labels = match &source.labels {
@@ -515,7 +538,10 @@ pub fn map_record(
             Some(other) => {
                 return Err((
                     Some(field.clone()),
-                    format!("field `{field}` must be a list of labels, found {}", json_type(other)),
+                    format!(
+                        "field `{field}` must be a list of labels, found {}",
+                        json_type(other)
+                    ),
                 ));
             }
         },
@@ -577,7 +603,11 @@ fn parse_spans(value: &Value, format: SpansFormat, field: &str) -> SpansResult {
                         end: e as usize,
                         label: l.to_string(),
                     }),
-                    _ => return bad(format!("span {item} needs integer `start`, `end` and string `label`")),
+                    _ => {
+                        return bad(format!(
+                            "span {item} needs integer `start`, `end` and string `label`"
+                        ));
+                    }
                 }
             }
             Ok(Some((None, spans)))
@@ -588,7 +618,10 @@ fn parse_spans(value: &Value, format: SpansFormat, field: &str) -> SpansResult {
                 let Some(range) = slot.get("span").and_then(Value::as_array) else {
                     return bad(format!("slot `{label}` has no `span: [start, end]`"));
                 };
-                match (range.first().and_then(Value::as_u64), range.get(1).and_then(Value::as_u64)) {
+                match (
+                    range.first().and_then(Value::as_u64),
+                    range.get(1).and_then(Value::as_u64),
+                ) {
                     (Some(s), Some(e)) => spans.push(Span {
                         start: s as usize,
                         end: e as usize,
@@ -670,7 +703,8 @@ mod tests {
 
     #[test]
     fn brackets_give_text_and_spans() {
-        let (text, spans) = parse_brackets("wake me [time : at six] on [date : monday]").expect("parse");
+        let (text, spans) =
+            parse_brackets("wake me [time : at six] on [date : monday]").expect("parse");
         assert_eq!(text, "wake me at six on monday");
         assert_eq!(spans.len(), 2);
         let chars: Vec<char> = text.chars().collect();
@@ -686,7 +720,14 @@ mod tests {
             .expect("ok")
             .expect("some");
         assert_eq!(text.as_deref(), Some("play jazz now"));
-        assert_eq!(spans, vec![Span { start: 5, end: 9, label: "genre".into() }]);
+        assert_eq!(
+            spans,
+            vec![Span {
+                start: 5,
+                end: 9,
+                label: "genre".into()
+            }]
+        );
     }
 
     #[test]
@@ -696,19 +737,39 @@ mod tests {
             label: Some("{a}_{b}".into()),
             ..Default::default()
         };
-        let ex = map_record(&source, Task::Classify, &json!({"t": "hi", "a": "alarm", "b": "set"}))
-            .expect("maps");
+        let ex = map_record(
+            &source,
+            Task::Classify,
+            &json!({"t": "hi", "a": "alarm", "b": "set"}),
+        )
+        .expect("maps");
         assert_eq!(ex.label.as_deref(), Some("alarm_set"));
-        let err = map_record(&source, Task::Classify, &json!({"t": 5, "a": "x", "b": "y"})).unwrap_err();
+        let err = map_record(
+            &source,
+            Task::Classify,
+            &json!({"t": 5, "a": "x", "b": "y"}),
+        )
+        .unwrap_err();
         assert!(err.1.contains("must be a string"), "{err:?}");
-        let err = map_record(&source, Task::Classify, &json!({"t": "  ", "a": "x", "b": "y"})).unwrap_err();
+        let err = map_record(
+            &source,
+            Task::Classify,
+            &json!({"t": "  ", "a": "x", "b": "y"}),
+        )
+        .unwrap_err();
         assert!(err.1.contains("missing text"), "{err:?}");
     }
 
     #[test]
     fn wildcard() {
-        assert!(wildcard_match("train_*_full.json", "train_GetWeather_full.json"));
-        assert!(!wildcard_match("train_*_full.json", "validate_GetWeather.json"));
+        assert!(wildcard_match(
+            "train_*_full.json",
+            "train_GetWeather_full.json"
+        ));
+        assert!(!wildcard_match(
+            "train_*_full.json",
+            "validate_GetWeather.json"
+        ));
         assert!(wildcard_match("*.csv", "a.csv"));
     }
 }

@@ -17,6 +17,8 @@
 //! # Ok::<(), distill_data::error::DataError>(())
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod curate;
 pub mod dataset;
 pub mod error;

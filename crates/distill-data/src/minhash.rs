@@ -95,7 +95,11 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
         }
     }
     let union = a.len() + b.len() - inter;
-    if union == 0 { 1.0 } else { inter as f64 / union as f64 }
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 /// Band keys of every text: `bands` 64-bit keys per text, computed in parallel.
@@ -182,7 +186,10 @@ pub fn near_duplicates(
             Some(c) => result[row] = Some(c),
             None => {
                 for band in 0..bands {
-                    buckets.entry(keys[row * bands + band]).or_default().push(row as u32);
+                    buckets
+                        .entry(keys[row * bands + band])
+                        .or_default()
+                        .push(row as u32);
                 }
             }
         }
@@ -195,7 +202,12 @@ mod tests {
     use super::*;
 
     fn params(threshold: f64) -> MinHashParams {
-        MinHashParams { num_perm: 64, shingle: 5, threshold, seed: 7 }
+        MinHashParams {
+            num_perm: 64,
+            shingle: 5,
+            threshold,
+            seed: 7,
+        }
     }
 
     #[test]
@@ -214,7 +226,11 @@ mod tests {
 
     #[test]
     fn groups_only_match_across() {
-        let texts = ["the same text here", "the same text here", "the same text here"];
+        let texts = [
+            "the same text here",
+            "the same text here",
+            "the same text here",
+        ];
         let dups = near_duplicates(&texts, &[0, 1, 2], Some(&[0, 0, 1]), &params(0.9));
         assert_eq!(dups, vec![None, None, Some(0)]);
     }

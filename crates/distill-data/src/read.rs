@@ -141,7 +141,13 @@ pub fn field_roots(field: &str) -> Vec<String> {
             let Some(len) = rest[start + 1..].find('}') else {
                 break;
             };
-            out.push(rest[start + 1..start + 1 + len].split('.').next().unwrap_or("").to_string());
+            out.push(
+                rest[start + 1..start + 1 + len]
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            );
             rest = &rest[start + 1 + len + 1..];
         }
         out
@@ -152,9 +158,11 @@ pub fn field_roots(field: &str) -> Vec<String> {
 
 fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> Result<Vec<Item>> {
     let file = display(path);
-    let delimiter = spec
-        .delimiter
-        .unwrap_or(if spec.format == Format::Tsv { b'\t' } else { b',' });
+    let delimiter = spec.delimiter.unwrap_or(if spec.format == Format::Tsv {
+        b'\t'
+    } else {
+        b','
+    });
     let quoting = spec.quoting.unwrap_or(spec.format == Format::Csv);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -175,7 +183,12 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
                 message: format!("cannot read the header row: {e}"),
             })?
             .iter()
-            .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
+            .map(|h| {
+                String::from_utf8_lossy(h)
+                    .trim_start_matches('\u{feff}')
+                    .trim()
+                    .to_string()
+            })
             .collect(),
     };
     // Resolve every mapped column once.
@@ -245,7 +258,10 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
                     reason,
                     raw: None,
                 }));
-                if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }) {
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
+                ) {
                     // An I/O error does not advance the reader: stop here.
                     if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                         break;
@@ -431,7 +447,11 @@ fn read_parquet(path: &Path, fields: &[(String, String)]) -> Result<Vec<Item>> {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut columns = Vec::new();
     for (role, field) in fields {
         for root in field_roots(field) {
@@ -481,7 +501,12 @@ fn any_to_json(value: &AnyValue) -> Value {
         AnyValue::Float64(v) => Value::from(*v),
         AnyValue::List(series) => Value::Array(
             (0..series.len())
-                .map(|i| series.get(i).map(|v| any_to_json(&v)).unwrap_or(Value::Null))
+                .map(|i| {
+                    series
+                        .get(i)
+                        .map(|v| any_to_json(&v))
+                        .unwrap_or(Value::Null)
+                })
                 .collect(),
         ),
         other => Value::String(other.to_string()),
@@ -502,10 +527,10 @@ pub fn json_type(value: &Value) -> &'static str {
 
 /// Look up a dotted field path (`a.b.0`) in a record.
 pub fn lookup<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
-    if let Value::Object(map) = value {
-        if let Some(v) = map.get(field) {
-            return Some(v);
-        }
+    if let Value::Object(map) = value
+        && let Some(v) = map.get(field)
+    {
+        return Some(v);
     }
     let mut current = value;
     for part in field.split('.') {
@@ -540,7 +565,8 @@ fn repair_utf8(bytes: &[u8]) -> (String, usize, usize) {
                     && rest[3] == 0xED
                     && (0xB0..=0xBF).contains(&rest[4])
                 {
-                    let high = 0xD000 | (u32::from(rest[1] & 0x3F) << 6) | u32::from(rest[2] & 0x3F);
+                    let high =
+                        0xD000 | (u32::from(rest[1] & 0x3F) << 6) | u32::from(rest[2] & 0x3F);
                     let low = 0xD000 | (u32::from(rest[4] & 0x3F) << 6) | u32::from(rest[5] & 0x3F);
                     let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
                     out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
@@ -568,24 +594,25 @@ fn replace_lone_surrogates(bytes: &[u8]) -> (Vec<u8>, usize) {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            if bytes[i + 1] == b'u' {
-                if let Some(code) = hex4(&bytes[i + 2..]) {
-                    let is_high = (0xD800..0xDC00).contains(&code);
-                    let is_low = (0xDC00..0xE000).contains(&code);
-                    let next_low = bytes.get(i + 6) == Some(&b'\\')
-                        && bytes.get(i + 7) == Some(&b'u')
-                        && hex4(&bytes[(i + 8).min(bytes.len())..]).is_some_and(|c| (0xDC00..0xE000).contains(&c));
-                    if is_high && next_low {
-                        out.extend_from_slice(&bytes[i..i + 12]);
-                        i += 12;
-                        continue;
-                    }
-                    if is_high || is_low {
-                        out.extend_from_slice(b"\\ufffd");
-                        replaced += 1;
-                        i += 6;
-                        continue;
-                    }
+            if bytes[i + 1] == b'u'
+                && let Some(code) = hex4(&bytes[i + 2..])
+            {
+                let is_high = (0xD800..0xDC00).contains(&code);
+                let is_low = (0xDC00..0xE000).contains(&code);
+                let next_low = bytes.get(i + 6) == Some(&b'\\')
+                    && bytes.get(i + 7) == Some(&b'u')
+                    && hex4(&bytes[(i + 8).min(bytes.len())..])
+                        .is_some_and(|c| (0xDC00..0xE000).contains(&c));
+                if is_high && next_low {
+                    out.extend_from_slice(&bytes[i..i + 12]);
+                    i += 12;
+                    continue;
+                }
+                if is_high || is_low {
+                    out.extend_from_slice(b"\\ufffd");
+                    replaced += 1;
+                    i += 6;
+                    continue;
                 }
             }
             out.extend_from_slice(&bytes[i..i + 2]);

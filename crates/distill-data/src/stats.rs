@@ -26,11 +26,23 @@ pub fn stats_tables(dataset: &Dataset) -> Vec<Table> {
     let splits: Vec<String> = m.counts.keys().cloned().collect();
     let mut split_table = Table::new("rows per split", &["split", "rows", "share"]);
     for (s, c) in &m.counts {
-        split_table.push(vec![s.clone(), c.to_string(), format!("{:.1}%", 100.0 * *c as f64 / m.rows.max(1) as f64)]);
+        split_table.push(vec![
+            s.clone(),
+            c.to_string(),
+            format!("{:.1}%", 100.0 * *c as f64 / m.rows.max(1) as f64),
+        ]);
     }
 
-    let mut chars: Vec<usize> = dataset.examples.iter().map(|e| e.text.chars().count()).collect();
-    let mut words: Vec<usize> = dataset.examples.iter().map(|e| e.text.split_whitespace().count()).collect();
+    let mut chars: Vec<usize> = dataset
+        .examples
+        .iter()
+        .map(|e| e.text.chars().count())
+        .collect();
+    let mut words: Vec<usize> = dataset
+        .examples
+        .iter()
+        .map(|e| e.text.split_whitespace().count())
+        .collect();
     chars.sort_unstable();
     words.sort_unstable();
     let mut lengths = Table::new("text length", &["unit", "min", "p50", "p90", "p99", "max"]);
@@ -47,11 +59,22 @@ pub fn stats_tables(dataset: &Dataset) -> Vec<Table> {
 
     let mut histogram: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for e in &dataset.examples {
-        let split = e.split.map(|s| s.as_str().to_string()).unwrap_or_else(|| "unassigned".into());
+        let split = e
+            .split
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "unassigned".into());
         let labels = e.label_list();
-        let labels = if labels.is_empty() { vec!["(none)"] } else { labels };
+        let labels = if labels.is_empty() {
+            vec!["(none)"]
+        } else {
+            labels
+        };
         for l in labels {
-            *histogram.entry(l.to_string()).or_default().entry(split.clone()).or_insert(0) += 1;
+            *histogram
+                .entry(l.to_string())
+                .or_default()
+                .entry(split.clone())
+                .or_insert(0) += 1;
         }
     }
     let mut headers: Vec<&str> = vec!["label", "total"];
@@ -61,7 +84,10 @@ pub fn stats_tables(dataset: &Dataset) -> Vec<Table> {
         .into_iter()
         .map(|(label, per)| {
             let total = per.values().sum();
-            let cols = splits.iter().map(|s| per.get(s).copied().unwrap_or(0)).collect();
+            let cols = splits
+                .iter()
+                .map(|s| per.get(s).copied().unwrap_or(0))
+                .collect();
             (label, total, cols)
         })
         .collect();

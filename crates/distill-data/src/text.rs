@@ -5,7 +5,11 @@ use unicode_normalization::UnicodeNormalization;
 /// Normalise text: optional NFKC, control characters dropped, whitespace runs
 /// collapsed to one space and trimmed, optional lower-casing.
 pub fn normalize(text: &str, nfkc: bool, whitespace: bool, lowercase: bool) -> String {
-    let composed: String = if nfkc { text.nfkc().collect() } else { text.to_string() };
+    let composed: String = if nfkc {
+        text.nfkc().collect()
+    } else {
+        text.to_string()
+    };
     let mut out = String::with_capacity(composed.len());
     let mut pending_space = false;
     for c in composed.chars() {
@@ -41,7 +45,10 @@ mod tests {
 
     #[test]
     fn nfkc_and_whitespace() {
-        assert_eq!(normalize("  ﬁne\u{00a0}\t day\u{0007}  ", true, true, false), "fine day");
+        assert_eq!(
+            normalize("  ﬁne\u{00a0}\t day\u{0007}  ", true, true, false),
+            "fine day"
+        );
         assert_eq!(normalize("Ａｂｃ", true, true, true), "abc");
         assert_eq!(normalize("a  b", false, false, false), "a  b");
     }

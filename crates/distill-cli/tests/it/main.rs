@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 fn distill(args: &[&str]) -> Output {
@@ -33,7 +36,8 @@ fn stderr(out: &Output) -> String {
 }
 
 fn manifest(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("dataset.json")).expect("dataset.json")).expect("json")
+    serde_json::from_slice(&std::fs::read(dir.join("dataset.json")).expect("dataset.json"))
+        .expect("json")
 }
 
 fn jsonl(path: &Path) -> Vec<Value> {
@@ -46,7 +50,14 @@ fn jsonl(path: &Path) -> Vec<Value> {
 
 fn import_config(name: &str, out: &Path) -> Value {
     let config = format!("configs/data/{name}.toml");
-    ok(&["data", "import", "--config", &config, "--out", out.to_str().expect("utf8")]);
+    ok(&[
+        "data",
+        "import",
+        "--config",
+        &config,
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     manifest(out)
 }
 
@@ -76,10 +87,21 @@ fn clinc150_keeps_oos_as_a_label() {
     assert_eq!(m["counts"]["train"], 15_100);
     assert_eq!(m["counts"]["val"], 3_100);
     assert_eq!(m["counts"]["test"], 5_500);
-    let labels: Vec<&str> = m["labels"].as_array().expect("labels").iter().filter_map(Value::as_str).collect();
+    let labels: Vec<&str> = m["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(labels.len(), 151);
     assert!(labels.contains(&"oos"));
-    let stats = ok(&["data", "stats", tmp.path().to_str().expect("utf8"), "--format", "json"]);
+    let stats = ok(&[
+        "data",
+        "stats",
+        tmp.path().to_str().expect("utf8"),
+        "--format",
+        "json",
+    ]);
     let stats: Value = serde_json::from_slice(&stats.stdout).expect("stats json");
     let oos = stats["label histogram"]
         .as_array()
@@ -87,7 +109,14 @@ fn clinc150_keeps_oos_as_a_label() {
         .iter()
         .find(|r| r["label"] == "oos")
         .expect("oos row");
-    assert_eq!((oos["train"].as_i64(), oos["val"].as_i64(), oos["test"].as_i64()), (Some(100), Some(100), Some(1000)));
+    assert_eq!(
+        (
+            oos["train"].as_i64(),
+            oos["val"].as_i64(),
+            oos["test"].as_i64()
+        ),
+        (Some(100), Some(100), Some(1000))
+    );
     let in_scope_test: i64 = stats["label histogram"]
         .as_array()
         .expect("histogram")
@@ -114,7 +143,11 @@ fn every_shipped_data_config_imports_cleanly() {
         assert_eq!(m["rows"], rows, "{name}");
         assert_eq!(m["rejected"], 0, "{name}");
         if labels > 0 {
-            assert_eq!(m["labels"].as_array().expect("labels").len(), labels, "{name}");
+            assert_eq!(
+                m["labels"].as_array().expect("labels").len(),
+                labels,
+                "{name}"
+            );
         }
     }
 }
@@ -127,8 +160,15 @@ fn curate_is_deterministic_and_seeded() {
     let run = |seed: &str, out: &str| {
         let out = tmp.path().join(out);
         ok(&[
-            "data", "curate", raw.to_str().expect("utf8"), "--config", "configs/curate/default.toml",
-            "--out", out.to_str().expect("utf8"), "--seed", seed,
+            "data",
+            "curate",
+            raw.to_str().expect("utf8"),
+            "--config",
+            "configs/curate/default.toml",
+            "--out",
+            out.to_str().expect("utf8"),
+            "--seed",
+            seed,
         ]);
         manifest(&out)
     };
@@ -136,16 +176,33 @@ fn curate_is_deterministic_and_seeded() {
     let b = run("7", "b");
     let c = run("8", "c");
     assert_eq!(a["examples_sha256"], b["examples_sha256"]);
-    assert_ne!(a["examples_sha256"], c["examples_sha256"], "the seed must move the split");
+    assert_ne!(
+        a["examples_sha256"], c["examples_sha256"],
+        "the seed must move the split"
+    );
     assert_eq!(a["curation"]["seed"], 7);
     // sms_spam has phone numbers and many exact duplicates.
-    assert!(a["curation"]["redactions"]["phone"].as_u64().expect("phones") > 100);
-    assert!(a["curation"]["removed"]["exact-dedup"].as_u64().expect("dups") > 300);
+    assert!(
+        a["curation"]["redactions"]["phone"]
+            .as_u64()
+            .expect("phones")
+            > 100
+    );
+    assert!(
+        a["curation"]["removed"]["exact-dedup"]
+            .as_u64()
+            .expect("dups")
+            > 300
+    );
     for split in ["train", "val", "test"] {
         assert!(a["counts"][split].as_u64().expect("split") > 300, "{split}");
     }
     let removed = jsonl(&tmp.path().join("a/removed.jsonl"));
-    assert!(removed.iter().any(|r| r["step"] == "near-dedup" && r["dup_of"].is_string()));
+    assert!(
+        removed
+            .iter()
+            .any(|r| r["step"] == "near-dedup" && r["dup_of"].is_string())
+    );
 }
 
 #[test]
@@ -163,7 +220,11 @@ fn curate_drops_leaks_from_the_larger_split_and_redacts() {
         ),
     )
     .expect("write");
-    std::fs::write(&test, "{\"t\": \"My card was charged twice for one coffee!\", \"l\": \"charge\"}\n").expect("write");
+    std::fs::write(
+        &test,
+        "{\"t\": \"My card was charged twice for one coffee!\", \"l\": \"charge\"}\n",
+    )
+    .expect("write");
     let raw = tmp.path().join("raw");
     // Both files in one dataset, each with its own split, through a config.
     let config = tmp.path().join("data.toml");
@@ -173,7 +234,14 @@ fn curate_drops_leaks_from_the_larger_split_and_redacts() {
          [[sources]]\npath = \"test.jsonl\"\nsplit = \"test\"\ntext = \"t\"\nlabel = \"l\"\n",
     )
     .expect("write");
-    ok(&["data", "import", "--config", config.to_str().expect("utf8"), "--out", raw.to_str().expect("utf8")]);
+    ok(&[
+        "data",
+        "import",
+        "--config",
+        config.to_str().expect("utf8"),
+        "--out",
+        raw.to_str().expect("utf8"),
+    ]);
     let curate = tmp.path().join("curate.toml");
     std::fs::write(
         &curate,
@@ -182,14 +250,30 @@ fn curate_drops_leaks_from_the_larger_split_and_redacts() {
     )
     .expect("write");
     let out = tmp.path().join("out");
-    ok(&["data", "curate", raw.to_str().expect("utf8"), "--config", curate.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    ok(&[
+        "data",
+        "curate",
+        raw.to_str().expect("utf8"),
+        "--config",
+        curate.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     let m = manifest(&out);
     assert_eq!(m["counts"]["test"], 1, "the test row stays");
     assert_eq!(m["counts"]["train"], 3, "the leaked train row goes");
     let removed = jsonl(&out.join("removed.jsonl"));
     assert_eq!(removed.len(), 1);
-    assert!(removed[0]["reason"].as_str().expect("reason").contains("leak"));
-    assert_eq!(removed[0]["text"], "my card was charged twice for one coffee");
+    assert!(
+        removed[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("leak")
+    );
+    assert_eq!(
+        removed[0]["text"],
+        "my card was charged twice for one coffee"
+    );
     assert_eq!(m["curation"]["redactions"]["email"], 1);
 }
 
@@ -201,12 +285,27 @@ fn bad_rows_go_to_rejects_with_file_line_and_reason() {
     bytes.extend_from_slice(b"bad \xff utf8,d\nlast,e\n");
     std::fs::write(&csv, bytes).expect("write");
     let out = tmp.path().join("ds");
-    let run = ok(&["data", "import", csv.to_str().expect("utf8"), "--text", "text", "--label", "label", "--out", out.to_str().expect("utf8")]);
+    let run = ok(&[
+        "data",
+        "import",
+        csv.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert!(stderr(&run).contains("3 rejected"), "{}", stderr(&run));
     let rejects = jsonl(&out.join("rejects.jsonl"));
     let reasons: Vec<(u64, String)> = rejects
         .iter()
-        .map(|r| (r["line"].as_u64().expect("line"), r["reason"].as_str().expect("reason").to_string()))
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["reason"].as_str().expect("reason").to_string(),
+            )
+        })
         .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert_eq!(reasons[0].0, 3);
@@ -215,7 +314,11 @@ fn bad_rows_go_to_rejects_with_file_line_and_reason() {
     assert!(reasons[1].1.contains("missing text"), "{reasons:?}");
     assert_eq!(reasons[2].0, 6);
     assert!(reasons[2].1.contains("invalid UTF-8"), "{reasons:?}");
-    assert!(rejects.iter().all(|r| r["file"].as_str().expect("file").ends_with("bad.csv")));
+    assert!(
+        rejects
+            .iter()
+            .all(|r| r["file"].as_str().expect("file").ends_with("bad.csv"))
+    );
     assert_eq!(manifest(&out)["rows"], 3);
 
     // JSONL: bad JSON, wrong types, not an object, invalid UTF-8.
@@ -224,20 +327,64 @@ fn bad_rows_go_to_rejects_with_file_line_and_reason() {
     bytes.extend_from_slice(b"{\"text\": \"x\xfe\", \"label\": \"a\"}\n{\"text\": \"ok\", \"label\": {\"nested\": 1}}\n");
     std::fs::write(&jl, bytes).expect("write");
     let out2 = tmp.path().join("ds2");
-    ok(&["data", "import", jl.to_str().expect("utf8"), "--text", "text", "--label", "label", "--out", out2.to_str().expect("utf8")]);
+    ok(&[
+        "data",
+        "import",
+        jl.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--out",
+        out2.to_str().expect("utf8"),
+    ]);
     let rejects = jsonl(&out2.join("rejects.jsonl"));
-    let lines: Vec<u64> = rejects.iter().map(|r| r["line"].as_u64().expect("line")).collect();
+    let lines: Vec<u64> = rejects
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
     assert_eq!(lines, vec![2, 3, 4, 5, 6]);
-    assert!(rejects[0]["reason"].as_str().expect("r").contains("invalid JSON"));
-    assert!(rejects[1]["reason"].as_str().expect("r").contains("must be a string"));
+    assert!(
+        rejects[0]["reason"]
+            .as_str()
+            .expect("r")
+            .contains("invalid JSON")
+    );
+    assert!(
+        rejects[1]["reason"]
+            .as_str()
+            .expect("r")
+            .contains("must be a string")
+    );
     assert_eq!(rejects[1]["field"], "text");
-    assert!(rejects[2]["reason"].as_str().expect("r").contains("expected a JSON object"));
-    assert!(rejects[3]["reason"].as_str().expect("r").contains("invalid UTF-8"));
+    assert!(
+        rejects[2]["reason"]
+            .as_str()
+            .expect("r")
+            .contains("expected a JSON object")
+    );
+    assert!(
+        rejects[3]["reason"]
+            .as_str()
+            .expect("r")
+            .contains("invalid UTF-8")
+    );
     assert_eq!(rejects[4]["field"], "label");
 
     // --strict turns rejects into exit 2, but the outputs are still written.
     let out3 = tmp.path().join("ds3");
-    let strict = distill(&["data", "import", jl.to_str().expect("utf8"), "--text", "text", "--label", "label", "--strict", "--out", out3.to_str().expect("utf8")]);
+    let strict = distill(&[
+        "data",
+        "import",
+        jl.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--strict",
+        "--out",
+        out3.to_str().expect("utf8"),
+    ]);
     assert_eq!(strict.status.code(), Some(2));
     assert!(out3.join("rejects.jsonl").exists());
 }
@@ -248,23 +395,57 @@ fn file_level_errors_exit_2_and_name_the_problem() {
     let out = tmp.path().join("ds");
     let out_s = out.to_str().expect("utf8");
 
-    let missing = distill(&["data", "import", "nope.csv", "--text", "text", "--out", out_s]);
+    let missing = distill(&[
+        "data", "import", "nope.csv", "--text", "text", "--out", out_s,
+    ]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("nope.csv"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("nope.csv"),
+        "{}",
+        stderr(&missing)
+    );
 
     let odd = tmp.path().join("data.xyz");
     std::fs::write(&odd, "a,b\n").expect("write");
-    let unknown = distill(&["data", "import", odd.to_str().expect("utf8"), "--text", "a", "--out", out_s]);
+    let unknown = distill(&[
+        "data",
+        "import",
+        odd.to_str().expect("utf8"),
+        "--text",
+        "a",
+        "--out",
+        out_s,
+    ]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("unknown format `xyz`"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("unknown format `xyz`"),
+        "{}",
+        stderr(&unknown)
+    );
 
     let csv = tmp.path().join("d.csv");
     std::fs::write(&csv, "text,category\nhello,a\n").expect("write");
-    let unmapped = distill(&["data", "import", csv.to_str().expect("utf8"), "--text", "text", "--label", "categroy", "--out", out_s]);
+    let unmapped = distill(&[
+        "data",
+        "import",
+        csv.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "categroy",
+        "--out",
+        out_s,
+    ]);
     assert_eq!(unmapped.status.code(), Some(2));
     let e = stderr(&unmapped);
-    assert!(e.contains("d.csv") && e.contains("`categroy`") && e.contains("did you mean `category`"), "{e}");
-    assert!(!out.join("dataset.json").exists(), "nothing written on error");
+    assert!(
+        e.contains("d.csv") && e.contains("`categroy`") && e.contains("did you mean `category`"),
+        "{e}"
+    );
+    assert!(
+        !out.join("dataset.json").exists(),
+        "nothing written on error"
+    );
 
     let not_dataset = distill(&["data", "stats", tmp.path().to_str().expect("utf8")]);
     assert_eq!(not_dataset.status.code(), Some(2));
@@ -278,17 +459,30 @@ fn configs_reject_unknown_keys_and_take_overrides() {
     std::fs::write(&base, "seed = 1\n[[steps]]\ntype = \"normalize\"\n").expect("write");
     let child = tmp.path().join("child.toml");
     std::fs::write(&child, "extends = [\"base.toml\"]\nseed = 5\n").expect("write");
-    let shown = ok(&["config", "show", child.to_str().expect("utf8"), "--set", "seed=9"]);
+    let shown = ok(&[
+        "config",
+        "show",
+        child.to_str().expect("utf8"),
+        "--set",
+        "seed=9",
+    ]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("seed = 9"), "{text}");
     assert!(text.contains("type = \"normalize\""), "{text}");
 
     let typo = tmp.path().join("typo.toml");
-    std::fs::write(&typo, "seed = 1\n[[steps]]\ntype = \"near-dedup\"\ntreshold = 0.9\n").expect("write");
+    std::fs::write(
+        &typo,
+        "seed = 1\n[[steps]]\ntype = \"near-dedup\"\ntreshold = 0.9\n",
+    )
+    .expect("write");
     let bad = distill(&["config", "show", typo.to_str().expect("utf8")]);
     assert_eq!(bad.status.code(), Some(2));
     let e = stderr(&bad);
-    assert!(e.contains("typo.toml") && e.contains("treshold") && e.contains("did you mean `threshold`"), "{e}");
+    assert!(
+        e.contains("typo.toml") && e.contains("treshold") && e.contains("did you mean `threshold`"),
+        "{e}"
+    );
 
     // Every shipped config resolves and validates.
     for dir in ["configs/data", "configs/curate"] {
@@ -305,14 +499,31 @@ fn stats_render_in_every_format() {
     let csv = tmp.path().join("d.csv");
     std::fs::write(&csv, "text,label\nhello there,a\ngood bye now,b\nhi,a\n").expect("write");
     let out = tmp.path().join("ds");
-    ok(&["data", "import", csv.to_str().expect("utf8"), "--text", "text", "--label", "label", "--split", "train", "--out", out.to_str().expect("utf8")]);
+    ok(&[
+        "data",
+        "import",
+        csv.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--split",
+        "train",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     let o = out.to_str().expect("utf8");
     let table = String::from_utf8(ok(&["data", "stats", o]).stdout).expect("utf8");
-    assert!(table.contains("label histogram") && table.contains("train"), "{table}");
+    assert!(
+        table.contains("label histogram") && table.contains("train"),
+        "{table}"
+    );
     let md = String::from_utf8(ok(&["data", "stats", o, "--format", "md"]).stdout).expect("utf8");
     assert!(md.contains("| label | total | train |"), "{md}");
-    let csv_out = String::from_utf8(ok(&["data", "stats", o, "--format", "csv"]).stdout).expect("utf8");
+    let csv_out =
+        String::from_utf8(ok(&["data", "stats", o, "--format", "csv"]).stdout).expect("utf8");
     assert!(csv_out.contains("a,2,2"), "{csv_out}");
-    let json: Value = serde_json::from_slice(&ok(&["data", "stats", o, "--format", "json"]).stdout).expect("json");
+    let json: Value = serde_json::from_slice(&ok(&["data", "stats", o, "--format", "json"]).stdout)
+        .expect("json");
     assert_eq!(json["rows per split"][0]["rows"], 3);
 }

@@ -29,19 +29,33 @@ fn dataset(rows: Vec<Example>) -> Dataset {
 fn split_only(seed: u64) -> CurateConfig {
     CurateConfig {
         seed,
-        steps: vec![Step::Split { train: 0.7, val: 0.15, test: 0.15, keep_existing: false }],
+        steps: vec![Step::Split {
+            train: 0.7,
+            val: 0.15,
+            test: 0.15,
+            keep_existing: false,
+        }],
     }
 }
 
 fn dedup_steps() -> Vec<Step> {
     vec![
-        Step::ExactDedup { conflicts: ConflictPolicy::KeepFirst },
-        Step::NearDedup { threshold: 0.8, num_perm: 64, shingle: 4 },
+        Step::ExactDedup {
+            conflicts: ConflictPolicy::KeepFirst,
+        },
+        Step::NearDedup {
+            threshold: 0.8,
+            num_perm: 64,
+            shingle: 4,
+        },
     ]
 }
 
 fn splits_of(d: &Dataset) -> BTreeMap<String, Split> {
-    d.examples.iter().map(|e| (e.id.clone(), e.split.expect("assigned"))).collect()
+    d.examples
+        .iter()
+        .map(|e| (e.id.clone(), e.split.expect("assigned")))
+        .collect()
 }
 
 fn texts() -> impl Strategy<Value = Vec<(String, String)>> {
