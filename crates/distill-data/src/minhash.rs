@@ -102,8 +102,9 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     }
 }
 
-/// Band keys of every text: `bands` 64-bit keys per text, computed in parallel.
-fn band_keys(texts: &[&str], params: &MinHashParams) -> (Vec<u64>, usize) {
+/// Band keys of every text (`bands` 64-bit keys per text) and its shingle
+/// set, computed in parallel once, so the sequential pass only compares.
+fn band_keys(texts: &[&str], params: &MinHashParams) -> (Vec<u64>, usize, Vec<Vec<u64>>) {
     let (bands, rows) = bands_for(params.threshold, params.num_perm);
     let perms = bands * rows;
     // Multiply-shift hash family: h_i(x) = (a_i * x + b_i) >> 32, a_i odd.
@@ -114,9 +115,9 @@ fn band_keys(texts: &[&str], params: &MinHashParams) -> (Vec<u64>, usize) {
             (a, b)
         })
         .collect();
-    let keys: Vec<u64> = texts
+    let per_text: Vec<(Vec<u64>, Vec<u64>)> = texts
         .par_iter()
-        .flat_map_iter(|text| {
+        .map(|text| {
             let sh = shingles(text, params.shingle);
             let mut signature = vec![u32::MAX; perms];
             for &x in &sh {
@@ -127,17 +128,26 @@ fn band_keys(texts: &[&str], params: &MinHashParams) -> (Vec<u64>, usize) {
                     }
                 }
             }
-            (0..bands).map(move |band| {
-                let chunk = &signature[band * rows..(band + 1) * rows];
-                let mut bytes = Vec::with_capacity(rows * 4);
-                for v in chunk {
-                    bytes.extend_from_slice(&v.to_le_bytes());
-                }
-                xxh3_64_with_seed(&bytes, band as u64)
-            })
+            let keys: Vec<u64> = (0..bands)
+                .map(|band| {
+                    let chunk = &signature[band * rows..(band + 1) * rows];
+                    let mut bytes = Vec::with_capacity(rows * 4);
+                    for v in chunk {
+                        bytes.extend_from_slice(&v.to_le_bytes());
+                    }
+                    xxh3_64_with_seed(&bytes, band as u64)
+                })
+                .collect();
+            (keys, sh)
         })
         .collect();
-    (keys, bands)
+    let mut keys = Vec::with_capacity(texts.len() * bands);
+    let mut sets = Vec::with_capacity(texts.len());
+    for (k, sh) in per_text {
+        keys.extend(k);
+        sets.push(sh);
+    }
+    (keys, bands, sets)
 }
 
 /// For each text, `Some(j)` if it is a near duplicate of kept text `j`.
@@ -151,9 +161,8 @@ pub fn near_duplicates(
     group: Option<&[u8]>,
     params: &MinHashParams,
 ) -> Vec<Option<usize>> {
-    let (keys, bands) = band_keys(texts, params);
+    let (keys, bands, sets) = band_keys(texts, params);
     let mut buckets: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
-    let mut shingle_cache: FxHashMap<usize, Vec<u64>> = FxHashMap::default();
     let mut result = vec![None; texts.len()];
     let mut candidates: Vec<u32> = Vec::new();
     for &row in order {
@@ -170,13 +179,9 @@ pub fn near_duplicates(
         }
         let mut found = None;
         if !candidates.is_empty() {
-            let mine = shingles(texts[row], params.shingle);
-            // Visit candidates in priority order of insertion (lowest position first).
+            let mine = &sets[row];
             for &c in candidates.iter() {
-                let theirs = shingle_cache
-                    .entry(c as usize)
-                    .or_insert_with(|| shingles(texts[c as usize], params.shingle));
-                if jaccard(&mine, theirs) >= params.threshold {
+                if jaccard(mine, &sets[c as usize]) >= params.threshold {
                     found = Some(c as usize);
                     break;
                 }
