@@ -550,7 +550,6 @@ fn run_step(
                     }
                 }
             }
-            let _ = task;
             take_rows(rows, &verdicts, name, removed);
             json!({ "conflicting_texts": conflict_count })
         }

@@ -355,7 +355,7 @@ pub fn import(config: &DataConfig) -> Result<ImportOutcome> {
                             record: record.record.clone(),
                             field,
                             reason,
-                            raw: Some(truncate_json(&record.value)),
+                            raw: Some(read::truncate(&record.value.to_string())),
                         });
                     }
                 },
@@ -384,15 +384,6 @@ pub fn import(config: &DataConfig) -> Result<ImportOutcome> {
         dataset.manifest.description = Some(d.clone());
     }
     Ok(ImportOutcome { dataset, rejects })
-}
-
-fn truncate_json(value: &Value) -> String {
-    let s = value.to_string();
-    if s.chars().count() > 1000 {
-        s.chars().take(1000).collect::<String>() + "…"
-    } else {
-        s
-    }
 }
 
 type MapError = (Option<String>, String);

@@ -113,7 +113,8 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn truncate(raw: &str) -> String {
+/// A raw row for a reject record: at most 1,000 characters.
+pub(crate) fn truncate(raw: &str) -> String {
     if raw.chars().count() > 1000 {
         raw.chars().take(1000).collect::<String>() + "…"
     } else {
@@ -258,14 +259,9 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
                     reason,
                     raw: None,
                 }));
-                if !matches!(
-                    e.kind(),
-                    csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
-                ) {
-                    // An I/O error does not advance the reader: stop here.
-                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                        break;
-                    }
+                // An I/O error does not advance the reader: stop here.
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
                 }
             }
         }
