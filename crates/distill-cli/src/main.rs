@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
 
 mod data;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -29,6 +30,8 @@ enum Command {
     /// Import, curate and describe datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train a student (fine-tuning and/or distillation) into experiments/<name>/<run-id>/.
+    Train(train::TrainArgs),
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),
     };
     match result {
@@ -105,6 +109,9 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         source.deserialize::<distill_data::import::DataConfig>()?;
     } else if source.table.contains_key("steps") {
         source.deserialize::<distill_data::curate::CurateConfig>()?;
+    } else if source.table.contains_key("model") {
+        let config: distill_train::config::ExperimentConfig = source.deserialize()?;
+        config.validate().map_err(anyhow::Error::msg)?;
     }
     let files: Vec<String> = source
         .files

@@ -1,0 +1,164 @@
+//! The `model/` directory of a run: everything needed to run a student.
+//!
+//! * `model.json`: [`ModelMeta`] (kind, spec, task, labels, vocab size, params)
+//! * `weights.bpk`: burn's burnpack record of the module
+//! * `tokenizer.json`: the subword tokenizer (encoder students only)
+
+use crate::device::{Device, DeviceKind};
+use crate::featurize::{BagFeaturizer, Featurizer, SubwordFeaturizer};
+use crate::model::{Batch, Student};
+use crate::spec::ModelSpec;
+use crate::{Error, Result};
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use distill_core::fsutil::{write_atomic, write_json_atomic};
+use distill_core::types::Task;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const MODEL_SCHEMA_VERSION: u32 = 1;
+pub const META_FILE: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "weights.bpk";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// What a model directory holds, besides weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub schema_version: u32,
+    pub spec: ModelSpec,
+    pub task: Task,
+    /// Output order of the head: `labels[i]` is logit `i`.
+    pub labels: Vec<String>,
+    /// Rows of the token embedding table (buckets for bag).
+    pub vocab_size: usize,
+    pub params: usize,
+    pub created_by: String,
+}
+
+/// Serialise a module's weights to burnpack bytes.
+pub fn weights_bytes(model: &Student) -> Result<Vec<u8>> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Spec(format!("serialising weights: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Write burnpack weights atomically.
+pub fn save_weights(model: &Student, path: &Path) -> Result<u64> {
+    let bytes = weights_bytes(model)?;
+    write_atomic(path, |w| w.write_all(&bytes))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Load burnpack weights into a module of the right shape.
+pub fn load_weights(model: Student, path: &Path) -> Result<Student> {
+    let artifact = |message: String| Error::Artifact {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| artifact(e.to_string()))?;
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| artifact(format!("not a burnpack record: {e}")))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| artifact(format!("weights do not fit the model: {e}")))
+}
+
+/// Write a complete model directory (atomically per file). Returns its bytes on disk.
+pub fn save_model(
+    dir: &Path,
+    meta: &ModelMeta,
+    model: &Student,
+    featurizer: &Featurizer,
+) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Artifact {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut total = save_weights(model, &dir.join(WEIGHTS_FILE))?;
+    if let Featurizer::Subword(s) = featurizer {
+        let json = s.to_json()?;
+        write_atomic(&dir.join(TOKENIZER_FILE), |w| w.write_all(json.as_bytes()))?;
+        total += json.len() as u64;
+    }
+    write_json_atomic(&dir.join(META_FILE), meta)?;
+    total += std::fs::metadata(dir.join(META_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(total)
+}
+
+/// The featurizer a spec implies, given a trained tokenizer where one is needed.
+pub fn featurizer_for(spec: &ModelSpec, dir: &Path) -> Result<Featurizer> {
+    Ok(match spec {
+        ModelSpec::Bag(b) => Featurizer::Bag(BagFeaturizer::new(b)),
+        ModelSpec::Encoder(e) => {
+            Featurizer::Subword(SubwordFeaturizer::load(&dir.join(TOKENIZER_FILE), e.max_len)?)
+        }
+    })
+}
+
+/// A loaded model, ready to score texts.
+pub struct Predictor {
+    pub meta: ModelMeta,
+    pub featurizer: Featurizer,
+    pub model: Student,
+    pub device: Device,
+}
+
+impl Predictor {
+    pub fn load(dir: &Path, device: DeviceKind) -> Result<Self> {
+        let meta: ModelMeta = distill_core::fsutil::read_json(&dir.join(META_FILE))?;
+        if meta.schema_version > MODEL_SCHEMA_VERSION {
+            return Err(Error::Artifact {
+                path: dir.join(META_FILE),
+                message: format!(
+                    "schema_version {} is newer than this distill understands ({MODEL_SCHEMA_VERSION})",
+                    meta.schema_version
+                ),
+            });
+        }
+        let device = device.device()?;
+        let featurizer = featurizer_for(&meta.spec, dir)?;
+        let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
+        let model = load_weights(fresh, &dir.join(WEIGHTS_FILE))?;
+        Ok(Predictor {
+            meta,
+            featurizer,
+            model,
+            device,
+        })
+    }
+
+    /// Probabilities per text over `meta.labels` (softmax, or sigmoid for multilabel).
+    pub fn predict_proba(&self, texts: &[&str], batch_size: usize) -> Vec<Vec<f32>> {
+        let seqs = self.featurizer.encode_all(texts);
+        predict_proba(&self.model, &seqs, self.meta.task, batch_size, &self.device)
+    }
+}
+
+/// Probabilities for pre-featurized sequences, in batches, without autodiff.
+pub fn predict_proba(
+    model: &Student,
+    seqs: &[Vec<u32>],
+    task: Task,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(batch_size.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
+        let batch = Batch::new(&refs, device);
+        let logits = model.forward(&batch);
+        let [b, c] = logits.dims();
+        let probs = match task {
+            Task::Multilabel => burn::tensor::activation::sigmoid(logits),
+            _ => burn::tensor::activation::softmax(logits, 1),
+        };
+        let flat: Vec<f32> = probs.into_data().try_to_vec::<f32>().unwrap_or_else(|_| vec![f32::NAN; b * c]);
+        out.extend(flat.chunks(c).map(|r| r.to_vec()));
+    }
+    out
+}

@@ -1,0 +1,294 @@
+//! Text → token ids for each student kind.
+//!
+//! * bag: fastText-style features. Lowercased words (punctuation split off as
+//!   its own token), word n-grams up to `word-ngrams`, and character n-grams of
+//!   `<word>`, all hashed (xxh3, one seed per feature kind) into `buckets - 1`
+//!   rows; row 0 is padding. Unlike fastText, words are hashed too, so the
+//!   model needs no vocabulary and never meets an out-of-vocabulary word.
+//! * encoder: a subword tokenizer (`tokenizers` crate, WordPiece or BPE) with
+//!   `[CLS]` prepended and truncation to `max-len`.
+
+use crate::spec::{BagSpec, EncoderSpec, TokenizerKind};
+use crate::{Error, Result};
+use std::path::Path;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Padding id for both featurizers.
+pub const PAD: u32 = 0;
+const SEED_WORD: u64 = 0x5EED_0001;
+const SEED_WORD_NGRAM: u64 = 0x5EED_0002;
+const SEED_CHAR_NGRAM: u64 = 0x5EED_0003;
+
+/// Turns texts into id sequences (no padding).
+#[derive(Clone)]
+pub enum Featurizer {
+    Bag(BagFeaturizer),
+    Subword(SubwordFeaturizer),
+}
+
+impl Featurizer {
+    /// Ids of one text, never empty (an empty text gives one padding-free id
+    /// for bag, `[CLS]` for subword).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        match self {
+            Featurizer::Bag(b) => b.encode(text),
+            Featurizer::Subword(s) => s.encode(text),
+        }
+    }
+
+    /// Ids of many texts, in parallel.
+    pub fn encode_all(&self, texts: &[&str]) -> Vec<Vec<u32>> {
+        use rayon::prelude::*;
+        texts.par_iter().map(|t| self.encode(t)).collect()
+    }
+}
+
+/// Hashed word and character n-gram features.
+#[derive(Clone, Debug)]
+pub struct BagFeaturizer {
+    buckets: u64,
+    word_ngrams: usize,
+    char_ngrams: Option<[usize; 2]>,
+    max_features: usize,
+}
+
+impl BagFeaturizer {
+    pub fn new(spec: &BagSpec) -> Self {
+        BagFeaturizer {
+            buckets: spec.buckets as u64,
+            word_ngrams: spec.word_ngrams,
+            char_ngrams: spec.char_ngrams,
+            max_features: spec.max_features.max(1),
+        }
+    }
+
+    fn bucket(&self, bytes: &[u8], seed: u64) -> u32 {
+        (1 + xxh3_64_with_seed(bytes, seed) % (self.buckets - 1)) as u32
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let words = words(text);
+        let mut ids = Vec::with_capacity(words.len() * 8);
+        for w in &words {
+            ids.push(self.bucket(w.as_bytes(), SEED_WORD));
+        }
+        let mut joined = String::new();
+        for n in 2..=self.word_ngrams {
+            for window in words.windows(n) {
+                joined.clear();
+                for (i, w) in window.iter().enumerate() {
+                    if i > 0 {
+                        joined.push(' ');
+                    }
+                    joined.push_str(w);
+                }
+                ids.push(self.bucket(joined.as_bytes(), SEED_WORD_NGRAM + n as u64));
+            }
+        }
+        if let Some([lo, hi]) = self.char_ngrams {
+            let mut chars: Vec<char> = Vec::new();
+            let mut gram = String::new();
+            for w in &words {
+                chars.clear();
+                chars.push('<');
+                chars.extend(w.chars());
+                chars.push('>');
+                for n in lo..=hi.min(chars.len()) {
+                    for window in chars.windows(n) {
+                        // The whole `<word>` is already the word feature.
+                        if n == chars.len() {
+                            continue;
+                        }
+                        gram.clear();
+                        gram.extend(window);
+                        ids.push(self.bucket(gram.as_bytes(), SEED_CHAR_NGRAM));
+                    }
+                }
+            }
+        }
+        if ids.is_empty() {
+            ids.push(self.bucket(b"", SEED_WORD));
+        }
+        ids.truncate(self.max_features);
+        ids
+    }
+}
+
+/// Lowercased words; every punctuation character is a word of its own.
+pub fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '\'' || c == '_' {
+            cur.extend(c.to_lowercase());
+        } else {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            if !c.is_whitespace() {
+                out.push(c.to_string());
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A subword tokenizer with `[CLS]` prepended, truncated to `max_len` ids.
+#[derive(Clone)]
+pub struct SubwordFeaturizer {
+    tokenizer: Tokenizer,
+    cls: u32,
+    max_len: usize,
+}
+
+pub const SPECIAL_TOKENS: [&str; 3] = ["[PAD]", "[UNK]", "[CLS]"];
+
+impl SubwordFeaturizer {
+    /// Train a tokenizer on `texts` (the training split).
+    pub fn train(spec: &EncoderSpec, texts: &[&str]) -> Result<Self> {
+        let specials: Vec<AddedToken> = SPECIAL_TOKENS
+            .iter()
+            .map(|t| AddedToken::from(*t, true))
+            .collect();
+        let normalizer = BertNormalizer::new(true, true, None, spec.tokenizer.lowercase);
+        let err = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
+        let json = match spec.tokenizer.kind {
+            TokenizerKind::Wordpiece => {
+                let mut trainer = WordPieceTrainerBuilder::new()
+                    .show_progress(false)
+                    .vocab_size(spec.tokenizer.vocab_size)
+                    .min_frequency(2)
+                    .special_tokens(specials)
+                    .build();
+                let model = WordPiece::builder()
+                    .unk_token("[UNK]".into())
+                    .build()
+                    .map_err(err)?;
+                let mut tok = TokenizerBuilder::new()
+                    .with_model(model)
+                    .with_normalizer(Some(normalizer))
+                    .with_pre_tokenizer(Some(BertPreTokenizer))
+                    .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
+                    .with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()))
+                    .build()
+                    .map_err(err)?;
+                tok.train(&mut trainer, texts.iter()).map_err(err)?;
+                tok.to_string(false).map_err(err)?
+            }
+            TokenizerKind::Bpe => {
+                let mut trainer = BpeTrainerBuilder::new()
+                    .show_progress(false)
+                    .vocab_size(spec.tokenizer.vocab_size)
+                    .min_frequency(2)
+                    .special_tokens(specials)
+                    .build();
+                let model = BPE::builder()
+                    .unk_token("[UNK]".into())
+                    .build()
+                    .map_err(err)?;
+                let mut tok = TokenizerBuilder::new()
+                    .with_model(model)
+                    .with_normalizer(Some(normalizer))
+                    .with_pre_tokenizer(Some(BertPreTokenizer))
+                    .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
+                    .with_decoder(None::<tokenizers::decoders::DecoderWrapper>)
+                    .build()
+                    .map_err(err)?;
+                tok.train(&mut trainer, texts.iter()).map_err(err)?;
+                tok.to_string(false).map_err(err)?
+            }
+        };
+        Self::from_json(json.as_bytes(), spec.max_len)
+    }
+
+    /// Load a `tokenizer.json` (it must contain `[CLS]` and `[PAD]`).
+    pub fn load(path: &Path, max_len: usize) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Artifact {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&bytes, max_len).map_err(|e| Error::Artifact {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn from_json(bytes: &[u8], max_len: usize) -> Result<Self> {
+        let tokenizer =
+            Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| Error::Tokenizer(format!("the tokenizer has no `{t}` token")))
+        };
+        if id("[PAD]")? != PAD {
+            return Err(Error::Tokenizer("`[PAD]` must have id 0".into()));
+        }
+        let cls = id("[CLS]")?;
+        Ok(SubwordFeaturizer {
+            tokenizer,
+            cls,
+            max_len,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        self.tokenizer
+            .to_string(true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.max_len);
+        ids.push(self.cls);
+        // Encoding cannot fail for a trained WordPiece/BPE with an unk token;
+        // should it, the text is represented by [CLS] alone.
+        if let Ok(enc) = self.tokenizer.encode(text, false) {
+            ids.extend(enc.get_ids().iter().take(self.max_len - 1));
+        }
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_punctuation_and_lowercase() {
+        assert_eq!(words("Hi, I'm Bob!"), ["hi", ",", "i'm", "bob", "!"]);
+        assert!(words("   ").is_empty());
+    }
+
+    #[test]
+    fn bag_features_are_stable_and_in_range() {
+        let spec = BagSpec {
+            dim: 8,
+            buckets: 1000,
+            word_ngrams: 2,
+            char_ngrams: Some([3, 4]),
+            hidden: 0,
+            dropout: 0.0,
+            max_features: 512,
+        };
+        let f = BagFeaturizer::new(&spec);
+        let a = f.encode("Card declined");
+        assert_eq!(a, f.encode("card   DECLINED"));
+        assert!(a.iter().all(|&i| i >= 1 && i < 1000));
+        // 2 words + 1 bigram + char 3,4-grams of <card> (4+3) and <declined> (8+7).
+        assert_eq!(a.len(), 2 + 1 + 7 + 15);
+        assert_eq!(f.encode("").len(), 1);
+    }
+}

@@ -1,0 +1,21 @@
+//! Student models for distill, built on burn 0.22.
+//!
+//! * [`spec`]: the `[model]` config (bag or encoder) and its validation.
+//! * [`featurize`]: text → ids (hashed n-grams, or a trained subword tokenizer).
+//! * [`model`]: the burn modules ([`model::Student`]).
+//! * [`artifact`]: the `model/` directory and a [`artifact::Predictor`].
+//! * [`device`]: the only place a backend is named.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod artifact;
+pub mod device;
+mod error;
+pub mod featurize;
+pub mod model;
+pub mod spec;
+
+pub use error::{Error, Result};
+
+/// The burn version distill is built against (recorded in runs).
+pub const BURN_VERSION: &str = "0.22.1";

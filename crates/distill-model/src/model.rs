@@ -1,0 +1,173 @@
+//! The students: burn modules. No backend appears here: the device passed at
+//! construction carries it.
+
+use crate::spec::{BagSpec, EncoderSpec, ModelSpec, Pooling};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+    transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput},
+};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// A padded batch of id sequences. `mask` is 1.0 on real tokens, 0.0 on padding.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub ids: Tensor<2, Int>,
+    pub mask: Tensor<2>,
+}
+
+impl Batch {
+    /// Pad `seqs` (none empty) to the longest and move them to `device`.
+    pub fn new(seqs: &[&[u32]], device: &Device) -> Self {
+        let b = seqs.len();
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let mut ids = vec![0i64; b * len];
+        let mut mask = vec![0f32; b * len];
+        for (row, seq) in seqs.iter().enumerate() {
+            for (col, &id) in seq.iter().enumerate() {
+                ids[row * len + col] = i64::from(id);
+                mask[row * len + col] = 1.0;
+            }
+        }
+        Batch {
+            ids: Tensor::from_data(TensorData::new(ids, [b, len]), device),
+            mask: Tensor::from_data(TensorData::new(mask, [b, len]), device),
+        }
+    }
+}
+
+/// A student: one of the model kinds.
+#[derive(Module, Debug)]
+pub enum Student {
+    Bag(BagModel),
+    Encoder(EncoderModel),
+}
+
+impl Student {
+    /// A freshly initialised student. Seed the device first for reproducible weights.
+    pub fn new(spec: &ModelSpec, vocab: usize, classes: usize, device: &Device) -> Self {
+        match spec {
+            ModelSpec::Bag(s) => Student::Bag(BagModel::new(s, classes, device)),
+            ModelSpec::Encoder(s) => Student::Encoder(EncoderModel::new(s, vocab, classes, device)),
+        }
+    }
+
+    /// Logits `[batch, classes]`.
+    pub fn forward(&self, batch: &Batch) -> Tensor<2> {
+        match self {
+            Student::Bag(m) => m.forward(batch),
+            Student::Encoder(m) => m.forward(batch),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BagModel {
+    emb: Embedding,
+    hidden: Option<Linear>,
+    out: Linear,
+    dropout: Dropout,
+}
+
+impl BagModel {
+    pub fn new(spec: &BagSpec, classes: usize, device: &Device) -> Self {
+        // fastText's initialisation: small uniform input vectors.
+        let bound = 1.0 / spec.dim as f64;
+        let emb = EmbeddingConfig::new(spec.buckets, spec.dim)
+            .with_initializer(Initializer::Uniform {
+                min: -bound,
+                max: bound,
+            })
+            .init(device);
+        let (hidden, head_in) = if spec.hidden > 0 {
+            (
+                Some(LinearConfig::new(spec.dim, spec.hidden).init(device)),
+                spec.hidden,
+            )
+        } else {
+            (None, spec.dim)
+        };
+        BagModel {
+            emb,
+            hidden,
+            out: LinearConfig::new(head_in, classes).init(device),
+            dropout: DropoutConfig::new(spec.dropout).init(),
+        }
+    }
+
+    pub fn forward(&self, batch: &Batch) -> Tensor<2> {
+        let x = self.emb.forward(batch.ids.clone()); // [b, s, d]
+        let pooled = masked_mean(x, batch.mask.clone());
+        let mut h = self.dropout.forward(pooled);
+        if let Some(hidden) = &self.hidden {
+            h = self.dropout.forward(relu(hidden.forward(h)));
+        }
+        self.out.forward(h)
+    }
+}
+
+/// Mean over the sequence axis of `x` `[b, s, d]`, counting only mask = 1 rows.
+fn masked_mean(x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    let [b, _, d] = x.dims();
+    let lens = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1]
+    let summed = (x * mask.unsqueeze_dim::<3>(2)).sum_dim(1).reshape([b, d]);
+    summed / lens
+}
+
+#[derive(Module, Debug)]
+pub struct EncoderModel {
+    tok: Embedding,
+    pos: Embedding,
+    enc: TransformerEncoder,
+    norm: LayerNorm,
+    dropout: Dropout,
+    out: Linear,
+    #[module(skip)]
+    cls_pooling: bool,
+}
+
+impl EncoderModel {
+    pub fn new(spec: &EncoderSpec, vocab: usize, classes: usize, device: &Device) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        EncoderModel {
+            tok: EmbeddingConfig::new(vocab, spec.d_model)
+                .with_initializer(init.clone())
+                .init(device),
+            pos: EmbeddingConfig::new(spec.max_len, spec.d_model)
+                .with_initializer(init)
+                .init(device),
+            enc: TransformerEncoderConfig::new(spec.d_model, spec.ff, spec.heads, spec.layers)
+                .with_dropout(spec.dropout)
+                .with_norm_first(true)
+                .init(device),
+            norm: LayerNormConfig::new(spec.d_model).init(device),
+            dropout: DropoutConfig::new(spec.dropout).init(),
+            out: LinearConfig::new(spec.d_model, classes).init(device),
+            cls_pooling: spec.pooling == Pooling::Cls,
+        }
+    }
+
+    pub fn forward(&self, batch: &Batch) -> Tensor<2> {
+        let [b, s] = batch.ids.dims();
+        let device = batch.ids.device();
+        let positions = Tensor::<1, Int>::arange(0..s as i64, &device)
+            .reshape([1, s])
+            .repeat_dim(0, b);
+        let x = self.tok.forward(batch.ids.clone()) + self.pos.forward(positions);
+        let x = self.dropout.forward(x);
+        let pad = batch.mask.clone().equal_elem(0.0);
+        let x = self.enc.forward(TransformerEncoderInput::new(x).mask_pad(pad));
+        let x = self.norm.forward(x); // pre-norm stacks end un-normalised
+        let pooled = if self.cls_pooling {
+            let [_, _, d] = x.dims();
+            x.slice([0..b, 0..1, 0..d]).reshape([b, d])
+        } else {
+            masked_mean(x, batch.mask.clone())
+        };
+        self.out.forward(self.dropout.forward(pooled))
+    }
+}

@@ -1,0 +1,194 @@
+//! Model specs: the `[model]` table of an experiment config, also stored in
+//! `model/model.json` so that a trained model can be rebuilt exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// Which student to build, and its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// fastText-style hashed word + character n-gram bag, mean-pooled.
+    Bag(BagSpec),
+    /// Small transformer encoder over a subword tokenizer.
+    Encoder(EncoderSpec),
+}
+
+impl ModelSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSpec::Bag(_) => "bag",
+            ModelSpec::Encoder(_) => "encoder",
+        }
+    }
+
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Spec(m));
+        match self {
+            ModelSpec::Bag(b) => {
+                if b.dim == 0 || b.buckets < 2 {
+                    return bad("bag: dim must be > 0 and buckets >= 2".into());
+                }
+                if b.word_ngrams == 0 {
+                    return bad("bag: word-ngrams must be >= 1".into());
+                }
+                if let Some([lo, hi]) = b.char_ngrams
+                    && (lo == 0 || lo > hi)
+                {
+                    return bad(format!("bag: char-ngrams [{lo}, {hi}] must satisfy 1 <= min <= max"));
+                }
+                if !(0.0..1.0).contains(&b.dropout) {
+                    return bad(format!("bag: dropout {} must be in [0, 1)", b.dropout));
+                }
+            }
+            ModelSpec::Encoder(e) => {
+                if e.d_model == 0 || e.heads == 0 || e.d_model % e.heads != 0 {
+                    return bad(format!(
+                        "encoder: d-model ({}) must be a positive multiple of heads ({})",
+                        e.d_model, e.heads
+                    ));
+                }
+                if e.layers == 0 || e.ff == 0 || e.max_len < 2 {
+                    return bad("encoder: layers, ff must be > 0 and max-len >= 2".into());
+                }
+                if !(0.0..1.0).contains(&e.dropout) {
+                    return bad(format!("encoder: dropout {} must be in [0, 1)", e.dropout));
+                }
+                if e.tokenizer.path.is_none() && e.tokenizer.vocab_size < 100 {
+                    return bad("encoder: tokenizer vocab-size must be >= 100".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BagSpec {
+    /// Embedding dimension.
+    #[serde(default = "d_bag_dim")]
+    pub dim: usize,
+    /// Hash buckets shared by words and n-grams (the embedding table's rows).
+    #[serde(default = "d_buckets")]
+    pub buckets: usize,
+    /// Longest word n-gram (1 = unigrams only).
+    #[serde(default = "d_word_ngrams")]
+    pub word_ngrams: usize,
+    /// Character n-gram lengths [min, max] over `<word>`; omit for none.
+    #[serde(default = "d_char_ngrams")]
+    pub char_ngrams: Option<[usize; 2]>,
+    /// Hidden layer width (0 = linear head on the pooled embedding).
+    #[serde(default)]
+    pub hidden: usize,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Features kept per example (the rest are dropped).
+    #[serde(default = "d_max_features")]
+    pub max_features: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EncoderSpec {
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    #[serde(default = "d_d_model")]
+    pub d_model: usize,
+    #[serde(default = "d_heads")]
+    pub heads: usize,
+    #[serde(default = "d_ff")]
+    pub ff: usize,
+    /// Tokens per example, [CLS] included; longer texts are truncated.
+    #[serde(default = "d_max_len")]
+    pub max_len: usize,
+    #[serde(default)]
+    pub pooling: Pooling,
+    #[serde(default = "d_enc_dropout")]
+    pub dropout: f64,
+    #[serde(default)]
+    pub tokenizer: TokenizerSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// Mean over non-padding positions.
+    #[default]
+    Mean,
+    /// The [CLS] position.
+    Cls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenizerSpec {
+    /// Algorithm when trained on the training split.
+    #[serde(default)]
+    pub kind: TokenizerKind,
+    #[serde(default = "d_vocab")]
+    pub vocab_size: usize,
+    /// Use an existing `tokenizer.json` instead of training one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+}
+
+impl Default for TokenizerSpec {
+    fn default() -> Self {
+        TokenizerSpec {
+            kind: TokenizerKind::default(),
+            vocab_size: d_vocab(),
+            path: None,
+            lowercase: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerKind {
+    #[default]
+    Wordpiece,
+    Bpe,
+}
+
+fn d_bag_dim() -> usize {
+    64
+}
+fn d_buckets() -> usize {
+    1 << 16
+}
+fn d_word_ngrams() -> usize {
+    2
+}
+fn d_char_ngrams() -> Option<[usize; 2]> {
+    Some([3, 5])
+}
+fn d_max_features() -> usize {
+    512
+}
+fn d_layers() -> usize {
+    2
+}
+fn d_d_model() -> usize {
+    128
+}
+fn d_heads() -> usize {
+    4
+}
+fn d_ff() -> usize {
+    512
+}
+fn d_max_len() -> usize {
+    64
+}
+fn d_enc_dropout() -> f64 {
+    0.1
+}
+fn d_vocab() -> usize {
+    8000
+}
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,225 @@
+//! The experiment config (`configs/exp/*.toml`): dataset, teacher, model, training.
+
+use distill_model::device::DeviceKind;
+use distill_model::spec::ModelSpec;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExperimentConfig {
+    /// Experiment name: runs go to `<experiments>/<name>/<run-id>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A dataset directory (from `distill data import|curate`) or a data config
+    /// (`configs/data/*.toml`, imported in memory). Relative to this file.
+    pub dataset: PathBuf,
+    /// Teacher soft labels: JSONL of `{"id": .., "probs": {label: p}}` joined on
+    /// example id. Relative to this file.
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
+    /// Master seed: init, shuffling, dropout and the validation carve-out derive from it.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceKind,
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub train: TrainSpec,
+    #[serde(default)]
+    pub distill: DistillSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrainSpec {
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (overrides `epochs` when smaller).
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    /// Linear warm-up, as a fraction of all steps.
+    #[serde(default = "d_warmup")]
+    pub warmup: f64,
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Clip each parameter's gradient to this L2 norm (burn clips per
+    /// parameter); 0 turns clipping off.
+    #[serde(default = "d_clip")]
+    pub grad_clip: f64,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    /// Stop when the validation metric has not improved for this many epochs (0 = never).
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    /// The metric that selects the best epoch and drives early stopping.
+    #[serde(default)]
+    pub select: SelectMetric,
+    /// Without a `val` split, this fraction of `train` (by seeded hash of the id) validates.
+    #[serde(default = "d_val_fraction")]
+    pub val_fraction: f64,
+    /// Also checkpoint every N steps (epoch ends always checkpoint).
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
+    #[serde(default = "d_eval_batch")]
+    pub eval_batch_size: usize,
+    /// Decision threshold for multilabel metrics.
+    #[serde(default = "d_threshold")]
+    pub threshold: f64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        // Deserialising an empty table applies every field default in one place.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("defaults deserialise"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Cosine,
+    Linear,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassWeights {
+    #[default]
+    None,
+    /// n / (classes * count(class)), as in scikit-learn.
+    Balanced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectMetric {
+    #[default]
+    ValMacroF1,
+    ValAccuracy,
+    ValLoss,
+}
+
+impl SelectMetric {
+    pub fn key(self) -> &'static str {
+        match self {
+            SelectMetric::ValMacroF1 => "val_macro_f1",
+            SelectMetric::ValAccuracy => "val_accuracy",
+            SelectMetric::ValLoss => "val_loss",
+        }
+    }
+    /// Whether `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            SelectMetric::ValLoss => a < b,
+            _ => a > b,
+        }
+    }
+}
+
+/// Knowledge distillation: `alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(gold)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DistillSpec {
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    #[serde(default = "d_temperature")]
+    pub temperature: f64,
+}
+
+impl Default for DistillSpec {
+    fn default() -> Self {
+        DistillSpec {
+            alpha: d_alpha(),
+            temperature: d_temperature(),
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.validate().map_err(|e| e.to_string())?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err("train.batch-size must be > 0".into());
+        }
+        if t.epochs == 0 && t.max_steps.is_none() {
+            return Err("train.epochs must be > 0".into());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(format!("train.lr must be a positive number, got {}", t.lr));
+        }
+        if !(0.0..1.0).contains(&t.warmup) {
+            return Err(format!("train.warmup {} must be in [0, 1)", t.warmup));
+        }
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            return Err(format!("train.label-smoothing {} must be in [0, 1)", t.label_smoothing));
+        }
+        if !(0.0..1.0).contains(&t.val_fraction) {
+            return Err(format!("train.val-fraction {} must be in [0, 1)", t.val_fraction));
+        }
+        if !(0.0..=1.0).contains(&self.distill.alpha) {
+            return Err(format!("distill.alpha {} must be in [0, 1]", self.distill.alpha));
+        }
+        if !(self.distill.temperature > 0.0) {
+            return Err(format!("distill.temperature {} must be > 0", self.distill.temperature));
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(format!("name `{}` must be non-empty and contain no slashes", self.name));
+        }
+        Ok(())
+    }
+}
+
+fn d_seed() -> u64 {
+    42
+}
+fn d_epochs() -> usize {
+    10
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_wd() -> f64 {
+    0.01
+}
+fn d_warmup() -> f64 {
+    0.05
+}
+fn d_clip() -> f64 {
+    1.0
+}
+fn d_patience() -> usize {
+    3
+}
+fn d_val_fraction() -> f64 {
+    0.1
+}
+fn d_eval_batch() -> usize {
+    256
+}
+fn d_threshold() -> f64 {
+    0.5
+}
+fn d_alpha() -> f64 {
+    0.5
+}
+fn d_temperature() -> f64 {
+    2.0
+}

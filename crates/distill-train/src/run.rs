@@ -1,0 +1,309 @@
+//! The run directory: `run.json`, `metrics.jsonl`, `checkpoints/`, `model/`.
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use distill_core::fsutil::{read_json, write_atomic, write_json_atomic};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const RUN_FILE: &str = "run.json";
+pub const CONFIG_FILE: &str = "config.resolved.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const CHECKPOINTS: &str = "checkpoints";
+pub const MODEL_DIR: &str = "model";
+pub const RUN_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seeds {
+    pub master: u64,
+    pub init: u64,
+    pub shuffle: u64,
+    pub dropout: u64,
+    pub val_split: u64,
+}
+
+impl Seeds {
+    pub fn derive(master: u64) -> Self {
+        let d = |k: &str| distill_core::hash::seeded_u64(master, k);
+        Seeds {
+            master,
+            init: d("init"),
+            shuffle: d("shuffle"),
+            dropout: d("dropout"),
+            val_split: master ^ 0x7661_6c00,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lineage {
+    pub dataset: String,
+    pub dataset_name: String,
+    pub dataset_sha256: String,
+    pub val_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_sha256: Option<String>,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub schema_version: u32,
+    pub experiment: String,
+    pub run_id: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Times the run was resumed.
+    pub resumes: u32,
+    pub seeds: Seeds,
+    pub git_commit: Option<String>,
+    pub versions: BTreeMap<String, String>,
+    pub device: String,
+    pub task: distill_core::types::Task,
+    pub model_kind: String,
+    pub lineage: Lineage,
+    /// Rows per role: train, val, test, teacher (train rows with soft labels).
+    pub counts: BTreeMap<String, usize>,
+    pub params: usize,
+    pub model_bytes: u64,
+    pub steps: u64,
+    pub epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// Training time (without evaluation), summed over resumes.
+    pub train_seconds: f64,
+    /// Final metrics: `val_accuracy`, `val_macro_f1`, `val_loss`, `test_*`, `examples_per_s`.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl RunInfo {
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        Ok(write_json_atomic(&dir.join(RUN_FILE), self)?)
+    }
+    pub fn load(dir: &Path) -> Result<Self> {
+        Ok(read_json(&dir.join(RUN_FILE))?)
+    }
+}
+
+/// Put validation / test metrics into a flat map under `prefix_`.
+pub fn flatten(prefix: &str, m: &Metrics, out: &mut BTreeMap<String, f64>) {
+    out.insert(format!("{prefix}_accuracy"), m.accuracy);
+    out.insert(format!("{prefix}_macro_f1"), m.macro_f1);
+    out.insert(format!("{prefix}_loss"), m.loss);
+    if let Some(micro) = m.micro_f1 {
+        out.insert(format!("{prefix}_micro_f1"), micro);
+    }
+}
+
+/// The best epoch so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Best {
+    pub epoch: usize,
+    pub step: u64,
+    pub value: f64,
+    pub val: Metrics,
+}
+
+/// Loop state saved with every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub global_step: u64,
+    /// Epoch in progress (0-based) and batches of it already done.
+    pub epoch: usize,
+    pub batch_in_epoch: usize,
+    pub epoch_loss_sum: f64,
+    pub epoch_batches: u64,
+    pub best: Option<Best>,
+    pub bad_epochs: usize,
+    pub train_seconds: f64,
+    pub examples: u64,
+    /// Early stopping fired or all epochs ran.
+    pub finished: bool,
+}
+
+/// `checkpoints/step-<n>/{model.bpk, optim.bpk, state.json}`, written to a
+/// temporary directory and renamed into place, so a checkpoint either exists
+/// whole or not at all. The newest two are kept.
+pub fn write_checkpoint(
+    run_dir: &Path,
+    state: &TrainState,
+    model_bytes: &[u8],
+    optim_bytes: &[u8],
+) -> Result<PathBuf> {
+    let root = run_dir.join(CHECKPOINTS);
+    let name = format!("step-{:09}", state.global_step);
+    let tmp = root.join(format!(".tmp-{name}"));
+    let fin = root.join(&name);
+    let io = |path: &Path, e: std::io::Error| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    write_atomic(&tmp.join("model.bpk"), |w| w.write_all(model_bytes))?;
+    write_atomic(&tmp.join("optim.bpk"), |w| w.write_all(optim_bytes))?;
+    write_json_atomic(&tmp.join("state.json"), state)?;
+    if fin.exists() {
+        std::fs::remove_dir_all(&fin).map_err(|e| io(&fin, e))?;
+    }
+    std::fs::rename(&tmp, &fin).map_err(|e| io(&fin, e))?;
+    let all = list_checkpoints(run_dir)?;
+    for old in all.iter().rev().skip(2) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(fin)
+}
+
+/// Complete checkpoints, oldest first.
+pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let root = run_dir.join(CHECKPOINTS);
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(_) => return Ok(out),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("step-") && entry.path().join("state.json").exists() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Append one JSON line and flush it.
+pub fn append_metrics(run_dir: &Path, line: &serde_json::Value) -> Result<()> {
+    let path = run_dir.join(METRICS_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    writeln!(f, "{line}")
+        .and_then(|_| f.flush())
+        .map_err(|e| Error::Checkpoint {
+            path,
+            message: e.to_string(),
+        })
+}
+
+/// On resume: drop metric lines logged after the checkpoint (they will be redone).
+pub fn truncate_metrics(run_dir: &Path, upto_step: u64) -> Result<()> {
+    let path = run_dir.join(METRICS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= upto_step)
+        })
+        .collect();
+    write_atomic(&path, |w| {
+        for l in &kept {
+            writeln!(w, "{l}")?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A fresh run directory `<root>/<experiment>/<UTC time>-<seed>[-n]`.
+pub fn create_run_dir(root: &Path, experiment: &str, seed: u64) -> Result<(String, PathBuf)> {
+    let stamp = utc_stamp(SystemTime::now()).replace([':', '-'], "");
+    let stamp = stamp.trim_end_matches('Z').replace('T', "-");
+    let base = format!("{stamp}-s{seed}");
+    for n in 0..1000 {
+        let id = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+        let dir = root.join(experiment).join(&id);
+        if dir.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Checkpoint {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        return Ok((id, dir));
+    }
+    Err(Error::Input(format!(
+        "could not find a free run directory under {}",
+        root.join(experiment).display()
+    )))
+}
+
+/// RFC 3339 UTC time, second precision.
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `git rev-parse HEAD` of the working directory, if it is a repository.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn utc_stamp_known_dates() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(utc_stamp(t), "2026-11-18T11:06:40Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_stamp(leap), "2000-02-29T00:00:00Z");
+    }
+}

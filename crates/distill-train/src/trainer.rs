@@ -1,0 +1,631 @@
+//! The training loop: AdamW, warm-up + decay, gradient clipping, per-epoch
+//! validation with best-epoch selection and early stopping, checkpoints that
+//! resume to the same result.
+//!
+//! Determinism: init, shuffling and dropout each have a seed derived from the
+//! master seed. The shuffle of epoch `e` depends only on `(shuffle seed, e)`
+//! and the dropout stream is re-seeded from `(dropout seed, step)` before every
+//! step, so a run resumed from any checkpoint replays exactly the steps an
+//! uninterrupted run would have taken.
+
+use crate::config::{ClassWeights, ExperimentConfig};
+use crate::data::{Gold, Row, TrainData};
+use crate::error::{Error, Result};
+use crate::loss::{bce_rows, cross_entropy_rows, kd_rows, smoothed_targets};
+use crate::metrics::{Metrics, evaluate};
+use crate::progress::Progress;
+use crate::run::{self, Best, Lineage, RunInfo, Seeds, Status, TrainState};
+use crate::schedule::lr_at;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use distill_core::types::Task;
+use distill_model::artifact::{self, ModelMeta, load_weights, predict_proba, weights_bytes};
+use distill_model::device::{Device, DeviceKind};
+use distill_model::featurize::{BagFeaturizer, Featurizer, SubwordFeaturizer};
+use distill_model::model::{Batch, Student};
+use distill_model::spec::ModelSpec;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What `distill train` asks for.
+pub struct TrainRequest {
+    pub config: ExperimentConfig,
+    /// Directory that relative paths in the config are resolved against.
+    pub base_dir: PathBuf,
+    /// `experiments/` root for new runs.
+    pub experiments_dir: PathBuf,
+    /// Continue this run directory instead of starting one.
+    pub resume: Option<PathBuf>,
+    pub interactive: bool,
+}
+
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    pub info: RunInfo,
+}
+
+/// Train (or resume) a run. The run directory exists from the first
+/// checkpoint on; a failure after that marks `run.json` failed.
+pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
+    let mut config = req.config;
+    config.validate().map_err(Error::Input)?;
+    let data = TrainData::load(&config, &req.base_dir)?;
+    // Store absolute paths so that `--resume` works from any directory.
+    config.dataset = absolute(&data.info.path);
+    if let Some(t) = &data.teacher {
+        config.teacher = Some(absolute(&t.path));
+    }
+    let device = config.device.device()?;
+    let seeds = Seeds::derive(config.seed);
+
+    let (run_dir, mut info, featurizer, state) = match &req.resume {
+        None => {
+            let featurizer = build_featurizer(&config.model, &data.train)?;
+            let (run_id, run_dir) =
+                run::create_run_dir(&req.experiments_dir, &config.name, config.seed)?;
+            let toml = toml::to_string(&config)
+                .map_err(|e| Error::Input(format!("serialising the resolved config: {e}")))?;
+            distill_core::fsutil::write_atomic(&run_dir.join(run::CONFIG_FILE), |w| {
+                w.write_all(toml.as_bytes())
+            })?;
+            save_tokenizer(&run_dir, &featurizer)?;
+            let info = new_info(&config, &data, &run_id, &seeds, config.device);
+            info.save(&run_dir)?;
+            (run_dir, info, featurizer, None)
+        }
+        Some(dir) => {
+            let info = RunInfo::load(dir)?;
+            if info.status == Status::Completed {
+                return Err(Error::Input(format!(
+                    "{}: the run is already completed; nothing to resume",
+                    dir.display()
+                )));
+            }
+            if info.lineage.dataset_sha256 != data.info.sha256 {
+                return Err(Error::Input(format!(
+                    "{}: the dataset changed since the run started (sha256 {} -> {})",
+                    dir.display(),
+                    info.lineage.dataset_sha256,
+                    data.info.sha256
+                )));
+            }
+            let featurizer = load_featurizer(&config.model, dir)?;
+            let last = run::list_checkpoints(dir)?.pop();
+            let state = match &last {
+                Some(ckpt) => Some((
+                    ckpt.clone(),
+                    distill_core::fsutil::read_json::<TrainState>(&ckpt.join("state.json"))?,
+                )),
+                None => None,
+            };
+            (dir.clone(), info, featurizer, state)
+        }
+    };
+    let outcome = run_loop(&config, &data, &device, &seeds, &featurizer, &run_dir, &mut info, state, req.interactive);
+    match outcome {
+        Ok(()) => Ok(TrainOutcome { run_dir, info }),
+        Err(e) => {
+            info.status = Status::Failed;
+            info.error = Some(e.to_string());
+            info.finished_at = Some(run::utc_stamp(std::time::SystemTime::now()));
+            let _ = info.save(&run_dir);
+            Err(e)
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn build_featurizer(spec: &ModelSpec, train: &[Row]) -> Result<Featurizer> {
+    Ok(match spec {
+        ModelSpec::Bag(b) => Featurizer::Bag(BagFeaturizer::new(b)),
+        ModelSpec::Encoder(e) => match &e.tokenizer.path {
+            Some(p) => Featurizer::Subword(SubwordFeaturizer::load(p, e.max_len)?),
+            None => {
+                let texts: Vec<&str> = train.iter().map(|r| r.text.as_str()).collect();
+                Featurizer::Subword(SubwordFeaturizer::train(e, &texts)?)
+            }
+        },
+    })
+}
+
+fn save_tokenizer(run_dir: &Path, featurizer: &Featurizer) -> Result<()> {
+    if let Featurizer::Subword(s) = featurizer {
+        let dir = run_dir.join(run::MODEL_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Checkpoint {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let json = s.to_json()?;
+        distill_core::fsutil::write_atomic(&dir.join(artifact::TOKENIZER_FILE), |w| {
+            w.write_all(json.as_bytes())
+        })?;
+    }
+    Ok(())
+}
+
+fn load_featurizer(spec: &ModelSpec, run_dir: &Path) -> Result<Featurizer> {
+    Ok(artifact::featurizer_for(spec, &run_dir.join(run::MODEL_DIR))?)
+}
+
+fn vocab_of(spec: &ModelSpec, featurizer: &Featurizer) -> usize {
+    match (spec, featurizer) {
+        (ModelSpec::Bag(b), _) => b.buckets,
+        (_, Featurizer::Subword(s)) => s.vocab_size(),
+        (_, Featurizer::Bag(_)) => 0,
+    }
+}
+
+fn new_info(config: &ExperimentConfig, data: &TrainData, run_id: &str, seeds: &Seeds, device: DeviceKind) -> RunInfo {
+    let mut versions = BTreeMap::new();
+    versions.insert("distill".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    versions.insert("burn".to_string(), distill_model::BURN_VERSION.to_string());
+    let mut counts = BTreeMap::new();
+    counts.insert("train".into(), data.train.len());
+    counts.insert("val".into(), data.val.len());
+    counts.insert("test".into(), data.test.len());
+    counts.insert(
+        "teacher".into(),
+        data.train.iter().filter(|r| r.teacher.is_some()).count(),
+    );
+    RunInfo {
+        schema_version: run::RUN_SCHEMA_VERSION,
+        experiment: config.name.clone(),
+        run_id: run_id.to_string(),
+        status: Status::Running,
+        error: None,
+        started_at: run::utc_stamp(std::time::SystemTime::now()),
+        finished_at: None,
+        resumes: 0,
+        seeds: seeds.clone(),
+        git_commit: run::git_commit(),
+        versions,
+        device: device.to_string(),
+        task: data.info.task,
+        model_kind: config.model.kind().to_string(),
+        lineage: Lineage {
+            dataset: data.info.path.display().to_string(),
+            dataset_name: data.info.name.clone(),
+            dataset_sha256: data.info.sha256.clone(),
+            val_source: data.val_source.clone(),
+            teacher: data.teacher.as_ref().map(|t| t.path.display().to_string()),
+            teacher_sha256: data.teacher.as_ref().map(|t| t.sha256.clone()),
+        },
+        counts,
+        params: 0,
+        model_bytes: 0,
+        steps: 0,
+        epochs: 0,
+        best_epoch: None,
+        train_seconds: 0.0,
+        metrics: BTreeMap::new(),
+    }
+}
+
+/// A rough upper bound of training memory, to refuse batch sizes that cannot fit.
+fn estimate_bytes(spec: &ModelSpec, params: usize, batch: usize, seq: usize) -> u64 {
+    // Weights, gradients and two AdamW moments.
+    let state = params as u64 * 4 * 4;
+    let per_row = match spec {
+        ModelSpec::Bag(b) => (seq * b.dim * 4 + b.hidden * 2) as u64,
+        ModelSpec::Encoder(e) => {
+            let per_layer = seq * (e.d_model * 12 + e.ff * 3) + e.heads * seq * seq * 3;
+            (per_layer * e.layers + seq * e.d_model * 4) as u64
+        }
+    };
+    state + per_row * batch as u64 * 4 * 2
+}
+
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_loop(
+    config: &ExperimentConfig,
+    data: &TrainData,
+    device: &Device,
+    seeds: &Seeds,
+    featurizer: &Featurizer,
+    run_dir: &Path,
+    info: &mut RunInfo,
+    resume: Option<(PathBuf, TrainState)>,
+    interactive: bool,
+) -> Result<()> {
+    let t = &config.train;
+    let task = data.info.task;
+    let classes = data.info.labels.len();
+    let vocab = vocab_of(&config.model, featurizer);
+    let texts = |rows: &[Row]| rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>();
+    let encode = |rows: &[Row]| {
+        let owned = texts(rows);
+        let refs: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        featurizer.encode_all(&refs)
+    };
+    let train_seqs = encode(&data.train);
+    let val_seqs = encode(&data.val);
+
+    let ad = device.clone().autodiff();
+    ad.seed(seeds.init);
+    let mut model = Student::new(&config.model, vocab, classes, &ad);
+    let params = model.num_params();
+    let max_seq = train_seqs.iter().map(Vec::len).max().unwrap_or(1);
+    if matches!(config.device, DeviceKind::Cpu | DeviceKind::Ndarray)
+        && let Some(avail) = mem_available()
+    {
+        let need = estimate_bytes(&config.model, params, t.batch_size, max_seq);
+        if need > avail {
+            return Err(Error::Input(format!(
+                "train.batch-size {} needs about {:.1} GiB for this model and data (longest input {max_seq} ids), but only {:.1} GiB is available; lower train.batch-size",
+                t.batch_size,
+                need as f64 / (1u64 << 30) as f64,
+                avail as f64 / (1u64 << 30) as f64
+            )));
+        }
+    }
+    let mut adamw = AdamWConfig::new().with_weight_decay(t.weight_decay as f32);
+    if t.grad_clip > 0.0 {
+        adamw = adamw.with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(
+            t.grad_clip as f32,
+        )));
+    }
+    let mut optim: ModuleOptimizer = adamw.init();
+
+    let mut state = TrainState::default();
+    if let Some((ckpt, st)) = resume {
+        model = load_weights(model, &ckpt.join("model.bpk"))?;
+        let bytes = std::fs::read(ckpt.join("optim.bpk")).map_err(|e| Error::Checkpoint {
+            path: ckpt.join("optim.bpk"),
+            message: e.to_string(),
+        })?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::Checkpoint {
+                path: ckpt.join("optim.bpk"),
+                message: format!("optimizer state: {e}"),
+            })?;
+        run::truncate_metrics(run_dir, st.global_step)?;
+        state = st;
+        info.resumes += 1;
+        info.status = Status::Running;
+        info.error = None;
+        info.finished_at = None;
+        eprintln!(
+            "resuming {} from step {} (epoch {}, batch {})",
+            run_dir.display(),
+            state.global_step,
+            state.epoch + 1,
+            state.batch_in_epoch
+        );
+    } else if info.resumes > 0 || run::list_checkpoints(run_dir)?.is_empty() {
+        // A resumed run that died before its first checkpoint starts over.
+        run::truncate_metrics(run_dir, 0)?;
+    }
+    info.params = params;
+    info.save(run_dir)?;
+
+    let n = data.train.len();
+    let steps_per_epoch = n.div_ceil(t.batch_size) as u64;
+    let mut total = steps_per_epoch * t.epochs as u64;
+    if let Some(ms) = t.max_steps {
+        total = if t.epochs == 0 { ms as u64 } else { total.min(ms as u64) };
+    }
+    let epochs = total.div_ceil(steps_per_epoch) as usize;
+    let class_weight = class_weights(&data.train, classes, t.class_weights);
+    let distilling = data.teacher.is_some();
+    let mut progress = Progress::new(interactive, total, state.global_step);
+    let mut last_ckpt: Option<PathBuf> = run::list_checkpoints(run_dir)?.pop();
+    let mut last_lr = 0.0;
+
+    while !state.finished && state.epoch < epochs && state.global_step < total {
+        let order = shuffled(n, seeds.shuffle, state.epoch);
+        let batches: Vec<&[usize]> = order.chunks(t.batch_size).collect();
+        let epoch_start = Instant::now();
+        let mut epoch_examples = 0u64;
+        for bi in state.batch_in_epoch..batches.len() {
+            if state.global_step >= total {
+                break;
+            }
+            let step_start = Instant::now();
+            let idx = batches[bi];
+            ad.seed(distill_core::hash::seeded_u64(seeds.dropout, &state.global_step.to_string()));
+            let seqs: Vec<&[u32]> = idx.iter().map(|&i| train_seqs[i].as_slice()).collect();
+            let batch = Batch::new(&seqs, &ad);
+            let logits = model.forward(&batch);
+            let loss = batch_loss(logits, &data.train, idx, task, config, distilling, &class_weight, &ad);
+            let lv: f32 = loss.clone().into_scalar();
+            if !lv.is_finite() {
+                progress.finish();
+                return Err(Error::Diverged {
+                    step: state.global_step,
+                    loss: lv,
+                    checkpoint: last_ckpt,
+                });
+            }
+            let lr = lr_at(t.schedule, t.lr, t.warmup, state.global_step, total);
+            last_lr = lr;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            state.global_step += 1;
+            state.batch_in_epoch = bi + 1;
+            state.epoch_loss_sum += f64::from(lv);
+            state.epoch_batches += 1;
+            state.examples += idx.len() as u64;
+            epoch_examples += idx.len() as u64;
+            state.train_seconds += step_start.elapsed().as_secs_f64();
+            let rate = epoch_examples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            progress.step(
+                state.global_step,
+                state.epoch,
+                epochs,
+                state.epoch_loss_sum / state.epoch_batches as f64,
+                lr,
+                rate,
+            );
+            if let Some(every) = t.checkpoint_every
+                && every > 0
+                && state.global_step % every as u64 == 0
+                && state.batch_in_epoch < batches.len()
+            {
+                last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim)?);
+            }
+        }
+        // End of epoch: validate, select, maybe stop, checkpoint.
+        let eval_model = model.valid();
+        let probs = predict_proba(&eval_model, &val_seqs, task, t.eval_batch_size, device);
+        let val = evaluate(&data.val, &probs, classes, t.threshold);
+        let value = select_value(config, &val);
+        let improved = state
+            .best
+            .as_ref()
+            .is_none_or(|b| t.select.better(value, b.value));
+        if improved {
+            artifact::save_weights(&eval_model, &run_dir.join(run::CHECKPOINTS).join("best.bpk"))?;
+            state.best = Some(Best {
+                epoch: state.epoch + 1,
+                step: state.global_step,
+                value,
+                val,
+            });
+            state.bad_epochs = 0;
+        } else {
+            state.bad_epochs += 1;
+        }
+        let train_loss = state.epoch_loss_sum / state.epoch_batches.max(1) as f64;
+        let rate = state.examples as f64 / state.train_seconds.max(1e-9);
+        let mut line = serde_json::json!({
+            "epoch": state.epoch + 1,
+            "step": state.global_step,
+            "train_loss": train_loss,
+            "lr": last_lr,
+            "val_accuracy": val.accuracy,
+            "val_macro_f1": val.macro_f1,
+            "val_loss": val.loss,
+            "examples_per_s": rate,
+            "best": improved,
+        });
+        if let Some(micro) = val.micro_f1 {
+            line["val_micro_f1"] = micro.into();
+        }
+        run::append_metrics(run_dir, &line)?;
+        progress.line(&format!(
+            "epoch {}/{epochs}  step {}  train loss {train_loss:.4}  val acc {:.4}  macro-F1 {:.4}  val loss {:.4}{}",
+            state.epoch + 1,
+            state.global_step,
+            val.accuracy,
+            val.macro_f1,
+            val.loss,
+            if improved { "  *" } else { "" }
+        ));
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        state.epoch_loss_sum = 0.0;
+        state.epoch_batches = 0;
+        if t.patience > 0 && state.bad_epochs >= t.patience {
+            progress.line(&format!(
+                "early stop: {} has not improved for {} epochs",
+                t.select.key(),
+                t.patience
+            ));
+            state.finished = true;
+        }
+        if state.epoch >= epochs || state.global_step >= total {
+            state.finished = true;
+        }
+        last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim)?);
+    }
+    progress.finish();
+    finish(config, data, device, featurizer, run_dir, info, &state, vocab, params)
+}
+
+fn checkpoint(run_dir: &Path, state: &TrainState, model: &Student, optim: &ModuleOptimizer) -> Result<PathBuf> {
+    let model_bytes = weights_bytes(model)?;
+    let optim_bytes = optim.into_bytes().map_err(|e| Error::Checkpoint {
+        path: run_dir.join(run::CHECKPOINTS),
+        message: format!("serialising optimizer state: {e}"),
+    })?;
+    run::write_checkpoint(run_dir, state, &model_bytes, &optim_bytes)
+}
+
+fn select_value(config: &ExperimentConfig, m: &Metrics) -> f64 {
+    match config.train.select {
+        crate::config::SelectMetric::ValMacroF1 => m.macro_f1,
+        crate::config::SelectMetric::ValAccuracy => m.accuracy,
+        crate::config::SelectMetric::ValLoss => m.loss,
+    }
+}
+
+/// Best weights → `model/`, test metrics, `run.json` completed.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &ExperimentConfig,
+    data: &TrainData,
+    device: &Device,
+    featurizer: &Featurizer,
+    run_dir: &Path,
+    info: &mut RunInfo,
+    state: &TrainState,
+    vocab: usize,
+    params: usize,
+) -> Result<()> {
+    let classes = data.info.labels.len();
+    let fresh = Student::new(&config.model, vocab, classes, device);
+    let best_path = run_dir.join(run::CHECKPOINTS).join("best.bpk");
+    let model = load_weights(fresh, &best_path)?;
+    let meta = ModelMeta {
+        schema_version: artifact::MODEL_SCHEMA_VERSION,
+        spec: config.model.clone(),
+        task: data.info.task,
+        labels: data.info.labels.clone(),
+        vocab_size: vocab,
+        params,
+        created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
+    };
+    let model_bytes = artifact::save_model(&run_dir.join(run::MODEL_DIR), &meta, &model, featurizer)?;
+    let mut metrics = BTreeMap::new();
+    if let Some(best) = &state.best {
+        run::flatten("val", &best.val, &mut metrics);
+        info.best_epoch = Some(best.epoch);
+    }
+    if !data.test.is_empty() {
+        let texts: Vec<&str> = data.test.iter().map(|r| r.text.as_str()).collect();
+        let seqs = featurizer.encode_all(&texts);
+        let probs = predict_proba(&model, &seqs, data.info.task, config.train.eval_batch_size, device);
+        let test = evaluate(&data.test, &probs, classes, config.train.threshold);
+        run::flatten("test", &test, &mut metrics);
+    }
+    metrics.insert(
+        "examples_per_s".into(),
+        state.examples as f64 / state.train_seconds.max(1e-9),
+    );
+    info.metrics = metrics;
+    info.params = params;
+    info.model_bytes = model_bytes;
+    info.steps = state.global_step;
+    info.epochs = state.epoch;
+    info.train_seconds = state.train_seconds;
+    info.status = Status::Completed;
+    info.finished_at = Some(run::utc_stamp(std::time::SystemTime::now()));
+    info.save(run_dir)?;
+    Ok(())
+}
+
+/// Per-class loss weights (1.0 unless balanced).
+fn class_weights(rows: &[Row], classes: usize, mode: ClassWeights) -> Vec<f32> {
+    match mode {
+        ClassWeights::None => vec![1.0; classes],
+        ClassWeights::Balanced => {
+            let mut counts = vec![0usize; classes];
+            let mut n = 0usize;
+            for r in rows {
+                if let Gold::Class(k) = r.gold {
+                    counts[k] += 1;
+                    n += 1;
+                }
+            }
+            counts
+                .iter()
+                .map(|&c| if c == 0 { 1.0 } else { n as f32 / (classes * c) as f32 })
+                .collect()
+        }
+    }
+}
+
+/// Seeded Fisher-Yates permutation of `0..n` for `epoch`.
+fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut s = distill_core::hash::seeded_u64(seed, &format!("epoch-{epoch}")) | 1;
+    for i in (1..n).rev() {
+        // xorshift64*
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let j = (r % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// The mean loss of one batch; rows weighted by what supervises them.
+#[allow(clippy::too_many_arguments)]
+fn batch_loss(
+    logits: Tensor<2>,
+    rows: &[Row],
+    idx: &[usize],
+    task: Task,
+    config: &ExperimentConfig,
+    distilling: bool,
+    class_weight: &[f32],
+    device: &Device,
+) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    let alpha = config.distill.alpha as f32;
+    let mut w_gold = vec![0f32; b];
+    let mut w_kd = vec![0f32; b];
+    let mut teacher = vec![1.0 / c as f32; b * c];
+    let mut any_teacher = false;
+    for (r, &i) in idx.iter().enumerate() {
+        let row = &rows[i];
+        let cw = match row.gold {
+            Gold::Class(k) => class_weight[k],
+            _ => 1.0,
+        };
+        let has_gold = row.gold != Gold::None;
+        match (&row.teacher, distilling, has_gold) {
+            (Some(_), true, true) => {
+                w_gold[r] = (1.0 - alpha) * cw;
+                w_kd[r] = alpha;
+            }
+            (Some(_), true, false) => w_kd[r] = 1.0,
+            (_, _, true) => w_gold[r] = cw,
+            _ => {}
+        }
+        if let (Some(p), true) = (&row.teacher, distilling) {
+            teacher[r * c..(r + 1) * c].copy_from_slice(p);
+            any_teacher = true;
+        }
+    }
+    let gold_loss = match task {
+        Task::Multilabel => {
+            let mut y = vec![0f32; b * c];
+            for (r, &i) in idx.iter().enumerate() {
+                if let Gold::Multi(v) = &rows[i].gold {
+                    y[r * c..(r + 1) * c].copy_from_slice(v);
+                }
+            }
+            bce_rows(logits.clone(), Tensor::from_data(TensorData::new(y, [b, c]), device))
+        }
+        _ => {
+            let classes: Vec<Option<usize>> = idx
+                .iter()
+                .map(|&i| match rows[i].gold {
+                    Gold::Class(k) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            let y = smoothed_targets(&classes, c, config.train.label_smoothing);
+            cross_entropy_rows(logits.clone(), Tensor::from_data(TensorData::new(y, [b, c]), device))
+        }
+    };
+    let w = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), device);
+    let mut total = gold_loss * w(w_gold);
+    if any_teacher {
+        let p = Tensor::from_data(TensorData::new(teacher, [b, c]), device);
+        let kd = match task {
+            // Multi-label teachers give independent per-label probabilities:
+            // distil them with BCE against the soft targets.
+            Task::Multilabel => bce_rows(logits, p),
+            _ => kd_rows(logits, p, config.distill.temperature),
+        };
+        total = total + kd * w(w_kd);
+    }
+    total.sum() / b as f64
+}
