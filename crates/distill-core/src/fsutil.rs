@@ -26,6 +26,14 @@ where
         writer.flush().map_err(|e| Error::io(path, e))?;
     }
     temp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    // Temporary files are created 0600; outputs are ordinary files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = temp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     temp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

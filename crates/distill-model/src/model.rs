@@ -53,6 +53,14 @@ impl Student {
         }
     }
 
+    /// The bag student, if this is one.
+    pub fn as_bag(&self) -> Option<&BagModel> {
+        match self {
+            Student::Bag(m) => Some(m),
+            Student::Encoder(_) => None,
+        }
+    }
+
     /// Logits `[batch, classes]`.
     pub fn forward(&self, batch: &Batch) -> Tensor<2> {
         match self {
@@ -98,12 +106,43 @@ impl BagModel {
 
     pub fn forward(&self, batch: &Batch) -> Tensor<2> {
         let x = self.emb.forward(batch.ids.clone()); // [b, s, d]
-        let pooled = masked_mean(x, batch.mask.clone());
+        self.head(masked_mean(x, batch.mask.clone()))
+    }
+
+    /// Everything after pooling: `[b, dim]` → logits. Training with sparse
+    /// embedding updates pools on the host and runs only this in burn.
+    pub fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
         let mut h = self.dropout.forward(pooled);
         if let Some(hidden) = &self.hidden {
             h = self.dropout.forward(relu(hidden.forward(h)));
         }
         self.out.forward(h)
+    }
+}
+
+impl BagModel {
+    /// `[rows, dim]` of the embedding table.
+    pub fn embedding_dims(&self) -> [usize; 2] {
+        self.emb.weight.val().dims()
+    }
+
+    /// The embedding table, row-major, on the host.
+    pub fn embedding_to_host(&self) -> Vec<f32> {
+        self.emb
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    }
+
+    /// Replace the embedding table (same shape), keeping the parameter id.
+    pub fn with_embedding(mut self, table: Vec<f32>, device: &Device) -> Self {
+        let dims = self.embedding_dims();
+        let id = self.emb.weight.id;
+        let tensor = Tensor::<2>::from_data(TensorData::new(table, dims), device);
+        self.emb.weight = burn::module::Param::initialized(id, tensor);
+        self
     }
 }
 

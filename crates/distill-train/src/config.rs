@@ -73,6 +73,10 @@ pub struct TrainSpec {
     pub checkpoint_every: Option<usize>,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
+    /// bag: train the embedding table with sparse (lazy Adam) updates on the
+    /// host instead of burn's dense gradient. Same model, many times faster.
+    #[serde(default = "d_true")]
+    pub sparse_embeddings: bool,
     /// Decision threshold for multilabel metrics.
     #[serde(default = "d_threshold")]
     pub threshold: f64,
@@ -184,6 +188,9 @@ impl ExperimentConfig {
     }
 }
 
+fn d_true() -> bool {
+    true
+}
 fn d_seed() -> u64 {
     42
 }

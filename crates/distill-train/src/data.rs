@@ -87,7 +87,13 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
                 outcome.rejects.len()
             );
         }
-        return Ok(outcome.dataset);
+        let mut dataset = outcome.dataset;
+        dataset.refresh();
+        // The same hash `distill data import` would record for these rows.
+        let bytes = distill_data::dataset::examples_to_parquet(&dataset.examples)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        dataset.manifest.examples_sha256 = distill_core::hash::sha256_hex(&bytes);
+        return Ok(dataset);
     }
     Err(Error::Input(format!(
         "dataset {}: expected a dataset directory (with dataset.json) or a data config (.toml)",
@@ -171,6 +177,7 @@ pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, 
 impl TrainData {
     pub fn load(config: &ExperimentConfig, base: &Path) -> Result<Self> {
         let path = resolve(base, &config.dataset);
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
         let dataset = load_dataset(&path)?;
         let task = dataset.manifest.task;
         if task == Task::Extract {

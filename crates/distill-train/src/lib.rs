@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod progress;
 pub mod run;
 pub mod schedule;
+pub mod sparse;
 pub mod trainer;
 
 pub use error::{Error, Result};

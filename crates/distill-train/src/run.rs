@@ -138,14 +138,13 @@ pub struct TrainState {
     pub finished: bool,
 }
 
-/// `checkpoints/step-<n>/{model.bpk, optim.bpk, state.json}`, written to a
+/// `checkpoints/step-<n>/{model.bpk, optim.bpk, .., state.json}`, written to a
 /// temporary directory and renamed into place, so a checkpoint either exists
 /// whole or not at all. The newest two are kept.
 pub fn write_checkpoint(
     run_dir: &Path,
     state: &TrainState,
-    model_bytes: &[u8],
-    optim_bytes: &[u8],
+    files: &[(&str, &[u8])],
 ) -> Result<PathBuf> {
     let root = run_dir.join(CHECKPOINTS);
     let name = format!("step-{:09}", state.global_step);
@@ -159,8 +158,9 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    write_atomic(&tmp.join("model.bpk"), |w| w.write_all(model_bytes))?;
-    write_atomic(&tmp.join("optim.bpk"), |w| w.write_all(optim_bytes))?;
+    for (name, bytes) in files {
+        write_atomic(&tmp.join(name), |w| w.write_all(bytes))?;
+    }
     write_json_atomic(&tmp.join("state.json"), state)?;
     if fin.exists() {
         std::fs::remove_dir_all(&fin).map_err(|e| io(&fin, e))?;

@@ -16,6 +16,7 @@ use crate::metrics::{Metrics, evaluate};
 use crate::progress::Progress;
 use crate::run::{self, Best, Lineage, RunInfo, Seeds, Status, TrainState};
 use crate::schedule::lr_at;
+use crate::sparse::SparseEmbedding;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
@@ -310,6 +311,22 @@ fn run_loop(
     }
     info.params = params;
     info.save(run_dir)?;
+    let mut sparse = match (&model, t.sparse_embeddings) {
+        (Student::Bag(bag), true) => {
+            let [rows, dim] = bag.embedding_dims();
+            let mut sp = SparseEmbedding::new(bag.embedding_to_host(), rows, dim);
+            if let Some(ckpt) = run::list_checkpoints(run_dir)?.pop().filter(|_| state.global_step > 0) {
+                let path = ckpt.join(SPARSE_FILE);
+                let bytes = std::fs::read(&path).map_err(|e| Error::Checkpoint {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                sp.load_state(&bytes, &path)?;
+            }
+            Some(sp)
+        }
+        _ => None,
+    };
 
     let n = data.train.len();
     let steps_per_epoch = n.div_ceil(t.batch_size) as u64;
@@ -337,8 +354,15 @@ fn run_loop(
             let idx = batches[bi];
             ad.seed(distill_core::hash::seeded_u64(seeds.dropout, &state.global_step.to_string()));
             let seqs: Vec<&[u32]> = idx.iter().map(|&i| train_seqs[i].as_slice()).collect();
-            let batch = Batch::new(&seqs, &ad);
-            let logits = model.forward(&batch);
+            let (logits, pooled) = match (&sparse, model.as_bag()) {
+                (Some(sp), Some(bag)) => {
+                    let host = sp.pool(&seqs);
+                    let pooled = Tensor::<2>::from_data(TensorData::new(host, [seqs.len(), sp.dim]), &ad)
+                        .require_grad();
+                    (bag.head(pooled.clone()), Some(pooled))
+                }
+                _ => (model.forward(&Batch::new(&seqs, &ad)), None),
+            };
             let loss = batch_loss(logits, &data.train, idx, task, config, distilling, &class_weight, &ad);
             let lv: f32 = loss.clone().into_scalar();
             if !lv.is_finite() {
@@ -351,7 +375,17 @@ fn run_loop(
             }
             let lr = lr_at(t.schedule, t.lr, t.warmup, state.global_step, total);
             last_lr = lr;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = loss.backward();
+            if let (Some(sp), Some(pooled)) = (sparse.as_mut(), pooled) {
+                let g: Vec<f32> = pooled
+                    .grad(&grads)
+                    .map(|g| g.into_data().try_to_vec::<f32>().unwrap_or_default())
+                    .unwrap_or_default();
+                if g.len() == seqs.len() * sp.dim {
+                    sp.update(&seqs, &g, lr, t.grad_clip);
+                }
+            }
+            let grads = GradientsParams::from_grads(grads, &model);
             model = optim.step(lr, model, grads);
             state.global_step += 1;
             state.batch_in_epoch = bi + 1;
@@ -374,10 +408,12 @@ fn run_loop(
                 && state.global_step % every as u64 == 0
                 && state.batch_in_epoch < batches.len()
             {
-                last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim)?);
+                model = sync_embedding(model, &sparse, &ad);
+                last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim, &sparse)?);
             }
         }
         // End of epoch: validate, select, maybe stop, checkpoint.
+        model = sync_embedding(model, &sparse, &ad);
         let eval_model = model.valid();
         let probs = predict_proba(&eval_model, &val_seqs, task, t.eval_batch_size, device);
         let val = evaluate(&data.val, &probs, classes, t.threshold);
@@ -428,7 +464,7 @@ fn run_loop(
         state.batch_in_epoch = 0;
         state.epoch_loss_sum = 0.0;
         state.epoch_batches = 0;
-        if t.patience > 0 && state.bad_epochs >= t.patience {
+        if t.patience > 0 && state.bad_epochs >= t.patience && state.epoch < epochs {
             progress.line(&format!(
                 "early stop: {} has not improved for {} epochs",
                 t.select.key(),
@@ -439,19 +475,40 @@ fn run_loop(
         if state.epoch >= epochs || state.global_step >= total {
             state.finished = true;
         }
-        last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim)?);
+        last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim, &sparse)?);
     }
     progress.finish();
     finish(config, data, device, featurizer, run_dir, info, &state, vocab, params)
 }
 
-fn checkpoint(run_dir: &Path, state: &TrainState, model: &Student, optim: &ModuleOptimizer) -> Result<PathBuf> {
+const SPARSE_FILE: &str = "sparse-adam.bin";
+
+fn checkpoint(
+    run_dir: &Path,
+    state: &TrainState,
+    model: &Student,
+    optim: &ModuleOptimizer,
+    sparse: &Option<SparseEmbedding>,
+) -> Result<PathBuf> {
     let model_bytes = weights_bytes(model)?;
     let optim_bytes = optim.into_bytes().map_err(|e| Error::Checkpoint {
         path: run_dir.join(run::CHECKPOINTS),
         message: format!("serialising optimizer state: {e}"),
     })?;
-    run::write_checkpoint(run_dir, state, &model_bytes, &optim_bytes)
+    let sparse_bytes = sparse.as_ref().map(|s| s.state_bytes());
+    let mut files: Vec<(&str, &[u8])> = vec![("model.bpk", &model_bytes), ("optim.bpk", &optim_bytes)];
+    if let Some(b) = &sparse_bytes {
+        files.push((SPARSE_FILE, b));
+    }
+    run::write_checkpoint(run_dir, state, &files)
+}
+
+/// Copy the host embedding table into the module (before eval and checkpoints).
+fn sync_embedding(model: Student, sparse: &Option<SparseEmbedding>, device: &Device) -> Student {
+    match (model, sparse) {
+        (Student::Bag(bag), Some(sp)) => Student::Bag(bag.with_embedding(sp.table.clone(), device)),
+        (model, _) => model,
+    }
 }
 
 fn select_value(config: &ExperimentConfig, m: &Metrics) -> f64 {
