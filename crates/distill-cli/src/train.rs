@@ -35,11 +35,17 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
     let (source, base_dir) = match (&args.resume, &args.config) {
         (Some(dir), given) => {
             if !args.sets.is_empty() {
-                bail!("--set cannot change a run being resumed (its config is {}/config.resolved.toml)", dir.display());
+                bail!(
+                    "--set cannot change a run being resumed (its config is {}/config.resolved.toml)",
+                    dir.display()
+                );
             }
             let path = dir.join(distill_train::run::CONFIG_FILE);
             if !path.exists() {
-                bail!("{}: not a run directory (no config.resolved.toml)", dir.display());
+                bail!(
+                    "{}: not a run directory (no config.resolved.toml)",
+                    dir.display()
+                );
             }
             let source = ConfigSource::load(&path)?;
             if let Some(given) = given {
@@ -64,7 +70,9 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
             let base = source.base_dir();
             (source, base)
         }
-        (None, None) => bail!("give an experiment config (distill train configs/exp/<name>.toml) or --resume <run-dir>"),
+        (None, None) => bail!(
+            "give an experiment config (distill train configs/exp/<name>.toml) or --resume <run-dir>"
+        ),
     };
     let mut config: ExperimentConfig = source.deserialize()?;
     if let Some(d) = args.device {
@@ -79,11 +87,19 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
     })
     .context("training failed")?;
     let m = &outcome.info.metrics;
-    let get = |k: &str| m.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+    let get = |k: &str| {
+        m.get(k)
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "-".into())
+    };
     eprintln!(
         "done: {} steps, best epoch {}, val acc {} macro-F1 {}, test acc {} macro-F1 {}, {} params, {} bytes, {:.1} s training ({:.0} ex/s)",
         outcome.info.steps,
-        outcome.info.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+        outcome
+            .info
+            .best_epoch
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "-".into()),
         get("val_accuracy"),
         get("val_macro_f1"),
         get("test_accuracy"),

@@ -94,9 +94,10 @@ pub fn save_model(
 pub fn featurizer_for(spec: &ModelSpec, dir: &Path) -> Result<Featurizer> {
     Ok(match spec {
         ModelSpec::Bag(b) => Featurizer::Bag(BagFeaturizer::new(b)),
-        ModelSpec::Encoder(e) => {
-            Featurizer::Subword(SubwordFeaturizer::load(&dir.join(TOKENIZER_FILE), e.max_len)?)
-        }
+        ModelSpec::Encoder(e) => Featurizer::Subword(Box::new(SubwordFeaturizer::load(
+            &dir.join(TOKENIZER_FILE),
+            e.max_len,
+        )?)),
     })
 }
 
@@ -157,7 +158,10 @@ pub fn predict_proba(
             Task::Multilabel => burn::tensor::activation::sigmoid(logits),
             _ => burn::tensor::activation::softmax(logits, 1),
         };
-        let flat: Vec<f32> = probs.into_data().try_to_vec::<f32>().unwrap_or_else(|_| vec![f32::NAN; b * c]);
+        let flat: Vec<f32> = probs
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_else(|_| vec![f32::NAN; b * c]);
         out.extend(flat.chunks(c).map(|r| r.to_vec()));
     }
     out

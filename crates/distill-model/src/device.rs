@@ -89,7 +89,9 @@ impl FromStr for DeviceKind {
             "cpu" | "flex" => Ok(DeviceKind::Cpu),
             "ndarray" => Ok(DeviceKind::Ndarray),
             "wgpu" | "gpu" => Ok(DeviceKind::Wgpu),
-            other => Err(format!("unknown device `{other}` (expected cpu, ndarray or wgpu)")),
+            other => Err(format!(
+                "unknown device `{other}` (expected cpu, ndarray or wgpu)"
+            )),
         }
     }
 }

@@ -28,7 +28,7 @@ const SEED_CHAR_NGRAM: u64 = 0x5EED_0003;
 #[derive(Clone)]
 pub enum Featurizer {
     Bag(BagFeaturizer),
-    Subword(SubwordFeaturizer),
+    Subword(Box<SubwordFeaturizer>),
 }
 
 impl Featurizer {
@@ -286,7 +286,7 @@ mod tests {
         let f = BagFeaturizer::new(&spec);
         let a = f.encode("Card declined");
         assert_eq!(a, f.encode("card   DECLINED"));
-        assert!(a.iter().all(|&i| i >= 1 && i < 1000));
+        assert!(a.iter().all(|i| (1..1000).contains(i)));
         // 2 words + 1 bigram + char 3,4-grams of <card> (4+3) and <declined> (8+7).
         assert_eq!(a.len(), 2 + 1 + 7 + 15);
         assert_eq!(f.encode("").len(), 1);

@@ -199,7 +199,9 @@ impl EncoderModel {
         let x = self.tok.forward(batch.ids.clone()) + self.pos.forward(positions);
         let x = self.dropout.forward(x);
         let pad = batch.mask.clone().equal_elem(0.0);
-        let x = self.enc.forward(TransformerEncoderInput::new(x).mask_pad(pad));
+        let x = self
+            .enc
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad));
         let x = self.norm.forward(x); // pre-norm stacks end un-normalised
         let pooled = if self.cls_pooling {
             let [_, _, d] = x.dims();

@@ -34,7 +34,9 @@ impl ModelSpec {
                 if let Some([lo, hi]) = b.char_ngrams
                     && (lo == 0 || lo > hi)
                 {
-                    return bad(format!("bag: char-ngrams [{lo}, {hi}] must satisfy 1 <= min <= max"));
+                    return bad(format!(
+                        "bag: char-ngrams [{lo}, {hi}] must satisfy 1 <= min <= max"
+                    ));
                 }
                 if !(0.0..1.0).contains(&b.dropout) {
                     return bad(format!("bag: dropout {} must be in [0, 1)", b.dropout));

@@ -15,9 +15,13 @@ pub struct ExperimentConfig {
     /// A dataset directory (from `distill data import|curate`) or a data config
     /// (`configs/data/*.toml`, imported in memory). Relative to this file.
     pub dataset: PathBuf,
+    /// Optional curation config applied in memory after loading (e.g. to give
+    /// an unsplit dataset its train/val/test split). Relative to this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curate: Option<PathBuf>,
     /// Teacher soft labels: JSONL of `{"id": .., "probs": {label: p}}` joined on
     /// example id. Relative to this file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
     /// Master seed: init, shuffling, dropout and the validation carve-out derive from it.
     #[serde(default = "d_seed")]
@@ -170,19 +174,34 @@ impl ExperimentConfig {
             return Err(format!("train.warmup {} must be in [0, 1)", t.warmup));
         }
         if !(0.0..1.0).contains(&t.label_smoothing) {
-            return Err(format!("train.label-smoothing {} must be in [0, 1)", t.label_smoothing));
+            return Err(format!(
+                "train.label-smoothing {} must be in [0, 1)",
+                t.label_smoothing
+            ));
         }
         if !(0.0..1.0).contains(&t.val_fraction) {
-            return Err(format!("train.val-fraction {} must be in [0, 1)", t.val_fraction));
+            return Err(format!(
+                "train.val-fraction {} must be in [0, 1)",
+                t.val_fraction
+            ));
         }
         if !(0.0..=1.0).contains(&self.distill.alpha) {
-            return Err(format!("distill.alpha {} must be in [0, 1]", self.distill.alpha));
+            return Err(format!(
+                "distill.alpha {} must be in [0, 1]",
+                self.distill.alpha
+            ));
         }
-        if !(self.distill.temperature > 0.0) {
-            return Err(format!("distill.temperature {} must be > 0", self.distill.temperature));
+        if self.distill.temperature <= 0.0 || self.distill.temperature.is_nan() {
+            return Err(format!(
+                "distill.temperature {} must be > 0",
+                self.distill.temperature
+            ));
         }
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!("name `{}` must be non-empty and contain no slashes", self.name));
+            return Err(format!(
+                "name `{}` must be non-empty and contain no slashes",
+                self.name
+            ));
         }
         Ok(())
     }

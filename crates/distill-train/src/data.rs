@@ -63,7 +63,11 @@ pub struct TeacherInfo {
 
 /// Resolve a path from a config relative to the config file's directory.
 pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Load the dataset a config names: a dataset directory or a data config.
@@ -88,17 +92,22 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
             );
         }
         let mut dataset = outcome.dataset;
-        dataset.refresh();
-        // The same hash `distill data import` would record for these rows.
-        let bytes = distill_data::dataset::examples_to_parquet(&dataset.examples)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        dataset.manifest.examples_sha256 = distill_core::hash::sha256_hex(&bytes);
+        fingerprint(&mut dataset, path)?;
         return Ok(dataset);
     }
     Err(Error::Input(format!(
         "dataset {}: expected a dataset directory (with dataset.json) or a data config (.toml)",
         path.display()
     )))
+}
+
+/// Refresh counts and record the hash `distill data import` would record for these rows.
+fn fingerprint(dataset: &mut Dataset, path: &Path) -> Result<()> {
+    dataset.refresh();
+    let bytes = distill_data::dataset::examples_to_parquet(&dataset.examples)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    dataset.manifest.examples_sha256 = distill_core::hash::sha256_hex(&bytes);
+    Ok(())
 }
 
 fn gold_of(ex: &Example, task: Task, index: &FxHashMap<&str, usize>, n: usize) -> Gold {
@@ -131,8 +140,11 @@ struct TeacherLine {
 
 /// Read teacher soft labels keyed by example id. Unknown labels are an error.
 pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, Vec<f32>>> {
-    let index: FxHashMap<&str, usize> =
-        labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let index: FxHashMap<&str, usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Input(format!("teacher file {}: {e}", path.display())))?;
     let mut out = FxHashMap::default();
@@ -178,7 +190,13 @@ impl TrainData {
     pub fn load(config: &ExperimentConfig, base: &Path) -> Result<Self> {
         let path = resolve(base, &config.dataset);
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        let dataset = load_dataset(&path)?;
+        let mut dataset = load_dataset(&path)?;
+        if let Some(c) = &config.curate {
+            let cpath = resolve(base, c);
+            let curate_config = distill_data::curate::CurateConfig::load(&cpath, &[])?;
+            dataset = distill_data::curate::curate(dataset, &curate_config, |_| {})?.dataset;
+            fingerprint(&mut dataset, &path)?;
+        }
         let task = dataset.manifest.task;
         if task == Task::Extract {
             return Err(Error::Input(format!(
@@ -194,8 +212,11 @@ impl TrainData {
                 labels.len()
             )));
         }
-        let index: FxHashMap<&str, usize> =
-            labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+        let index: FxHashMap<&str, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
         let (teacher_map, teacher_info) = match &config.teacher {
             Some(t) => {
                 let tp = resolve(base, t);
@@ -266,7 +287,11 @@ impl TrainData {
             return Err(Error::Input(format!(
                 "dataset {}: the training split is empty (no labelled train rows{})",
                 path.display(),
-                if teacher.is_some() { " and no teacher-labelled rows" } else { "" }
+                if teacher.is_some() {
+                    " and no teacher-labelled rows"
+                } else {
+                    ""
+                }
             )));
         }
         if val.is_empty() {

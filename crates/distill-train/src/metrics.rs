@@ -67,7 +67,11 @@ pub fn evaluate(rows: &[Row], probs: &[Vec<f32>], classes: usize, threshold: f64
     }
     let f1 = |tp: u64, fp: u64, fn_: u64| {
         let d = 2 * tp + fp + fn_;
-        if d == 0 { 0.0 } else { 2.0 * tp as f64 / d as f64 }
+        if d == 0 {
+            0.0
+        } else {
+            2.0 * tp as f64 / d as f64
+        }
     };
     let present: Vec<usize> = (0..classes)
         .filter(|&k| tp[k] + fp[k] + fn_[k] > 0)
@@ -75,15 +79,13 @@ pub fn evaluate(rows: &[Row], probs: &[Vec<f32>], classes: usize, threshold: f64
     let macro_f1 = if present.is_empty() {
         0.0
     } else {
-        present.iter().map(|&k| f1(tp[k], fp[k], fn_[k])).sum::<f64>() / present.len() as f64
+        present
+            .iter()
+            .map(|&k| f1(tp[k], fp[k], fn_[k]))
+            .sum::<f64>()
+            / present.len() as f64
     };
-    let micro_f1 = multilabel.then(|| {
-        f1(
-            tp.iter().sum(),
-            fp.iter().sum(),
-            fn_.iter().sum(),
-        )
-    });
+    let micro_f1 = multilabel.then(|| f1(tp.iter().sum(), fp.iter().sum(), fn_.iter().sum()));
     let nf = n.max(1) as f64;
     Metrics {
         accuracy: correct as f64 / nf,
@@ -135,7 +137,10 @@ mod tests {
 
     #[test]
     fn multilabel_metrics() {
-        let rows = [row(Gold::Multi(vec![1.0, 0.0])), row(Gold::Multi(vec![1.0, 1.0]))];
+        let rows = [
+            row(Gold::Multi(vec![1.0, 0.0])),
+            row(Gold::Multi(vec![1.0, 1.0])),
+        ];
         let probs = [vec![0.9f32, 0.2], vec![0.7, 0.4]];
         let m = evaluate(&rows, &probs, 2, 0.5);
         assert!((m.accuracy - 0.5).abs() < 1e-12);

@@ -36,7 +36,15 @@ impl Progress {
         }
     }
 
-    pub fn step(&mut self, step: u64, epoch: usize, epochs: usize, loss: f64, lr: f64, ex_per_s: f64) {
+    pub fn step(
+        &mut self,
+        step: u64,
+        epoch: usize,
+        epochs: usize,
+        loss: f64,
+        lr: f64,
+        ex_per_s: f64,
+    ) {
         let msg = format!("loss {loss:.4}  lr {lr:.2e}  {ex_per_s:.0} ex/s");
         match &self.bar {
             Some(bar) => {

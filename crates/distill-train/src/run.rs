@@ -240,7 +240,11 @@ pub fn create_run_dir(root: &Path, experiment: &str, seed: u64) -> Result<(Strin
     let stamp = stamp.trim_end_matches('Z').replace('T', "-");
     let base = format!("{stamp}-s{seed}");
     for n in 0..1000 {
-        let id = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+        let id = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
         let dir = root.join(experiment).join(&id);
         if dir.exists() {
             continue;
@@ -259,7 +263,10 @@ pub fn create_run_dir(root: &Path, experiment: &str, seed: u64) -> Result<(Strin
 
 /// RFC 3339 UTC time, second precision.
 pub fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant).
     let z = days + 719_468;

@@ -90,7 +90,12 @@ impl SparseEmbedding {
             }
         }
         if clip > 0.0 {
-            let norm = self.grad.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            let norm = self
+                .grad
+                .iter()
+                .map(|x| f64::from(*x).powi(2))
+                .sum::<f64>()
+                .sqrt();
             if norm > clip {
                 let scale = (clip / norm) as f32;
                 self.grad.iter_mut().for_each(|x| *x *= scale);
@@ -105,10 +110,10 @@ impl SparseEmbedding {
         for (slot, &id) in self.touched.iter().enumerate() {
             let base = id as usize * d;
             let g = &self.grad[slot * d..(slot + 1) * d];
-            for k in 0..d {
+            for (k, &gk) in g.iter().enumerate() {
                 let i = base + k;
-                self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[k];
-                self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[k] * g[k];
+                self.m[i] = b1 * self.m[i] + (1.0 - b1) * gk;
+                self.v[i] = b2 * self.v[i] + (1.0 - b2) * gk * gk;
                 let mhat = self.m[i] / c1;
                 let vhat = self.v[i] / c2;
                 self.table[i] -= lr * mhat / (vhat.sqrt() + self.eps);
@@ -132,13 +137,19 @@ impl SparseEmbedding {
         if bytes.len() != 8 + n * 8 {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
-                message: format!("sparse optimizer state has {} bytes, expected {}", bytes.len(), 8 + n * 8),
+                message: format!(
+                    "sparse optimizer state has {} bytes, expected {}",
+                    bytes.len(),
+                    8 + n * 8
+                ),
             });
         }
         let mut step = [0u8; 8];
         step.copy_from_slice(&bytes[..8]);
         self.step = u64::from_le_bytes(step);
-        let floats = bytes[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let floats = bytes[8..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
         for (i, x) in floats.enumerate() {
             if i < n {
                 self.m[i] = x;
@@ -163,8 +174,8 @@ mod tests {
         e.update(&seqs, &[1.0; 6], 0.1, 0.0);
         assert_eq!(&e.table[0..3], &table[0..3], "row 0 untouched");
         // Adam's first step moves every touched coordinate by ~lr against the sign.
-        for i in 3..12 {
-            assert!((table[i] - e.table[i] - 0.1).abs() < 1e-4, "{i}: {}", e.table[i]);
+        for (before, after) in table.iter().zip(&e.table).skip(3) {
+            assert!((before - after - 0.1).abs() < 1e-4, "{before} -> {after}");
         }
         let bytes = e.state_bytes();
         let mut f = SparseEmbedding::new(e.table.clone(), 4, 3);

@@ -55,6 +55,9 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let data = TrainData::load(&config, &req.base_dir)?;
     // Store absolute paths so that `--resume` works from any directory.
     config.dataset = absolute(&data.info.path);
+    if let Some(c) = &config.curate {
+        config.curate = Some(absolute(&crate::data::resolve(&req.base_dir, c)));
+    }
     if let Some(t) = &data.teacher {
         config.teacher = Some(absolute(&t.path));
     }
@@ -104,7 +107,17 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             (dir.clone(), info, featurizer, state)
         }
     };
-    let outcome = run_loop(&config, &data, &device, &seeds, &featurizer, &run_dir, &mut info, state, req.interactive);
+    let outcome = run_loop(
+        &config,
+        &data,
+        &device,
+        &seeds,
+        &featurizer,
+        &run_dir,
+        &mut info,
+        state,
+        req.interactive,
+    );
     match outcome {
         Ok(()) => Ok(TrainOutcome { run_dir, info }),
         Err(e) => {
@@ -125,10 +138,10 @@ fn build_featurizer(spec: &ModelSpec, train: &[Row]) -> Result<Featurizer> {
     Ok(match spec {
         ModelSpec::Bag(b) => Featurizer::Bag(BagFeaturizer::new(b)),
         ModelSpec::Encoder(e) => match &e.tokenizer.path {
-            Some(p) => Featurizer::Subword(SubwordFeaturizer::load(p, e.max_len)?),
+            Some(p) => Featurizer::Subword(Box::new(SubwordFeaturizer::load(p, e.max_len)?)),
             None => {
                 let texts: Vec<&str> = train.iter().map(|r| r.text.as_str()).collect();
-                Featurizer::Subword(SubwordFeaturizer::train(e, &texts)?)
+                Featurizer::Subword(Box::new(SubwordFeaturizer::train(e, &texts)?))
             }
         },
     })
@@ -150,7 +163,10 @@ fn save_tokenizer(run_dir: &Path, featurizer: &Featurizer) -> Result<()> {
 }
 
 fn load_featurizer(spec: &ModelSpec, run_dir: &Path) -> Result<Featurizer> {
-    Ok(artifact::featurizer_for(spec, &run_dir.join(run::MODEL_DIR))?)
+    Ok(artifact::featurizer_for(
+        spec,
+        &run_dir.join(run::MODEL_DIR),
+    )?)
 }
 
 fn vocab_of(spec: &ModelSpec, featurizer: &Featurizer) -> usize {
@@ -161,7 +177,13 @@ fn vocab_of(spec: &ModelSpec, featurizer: &Featurizer) -> usize {
     }
 }
 
-fn new_info(config: &ExperimentConfig, data: &TrainData, run_id: &str, seeds: &Seeds, device: DeviceKind) -> RunInfo {
+fn new_info(
+    config: &ExperimentConfig,
+    data: &TrainData,
+    run_id: &str,
+    seeds: &Seeds,
+    device: DeviceKind,
+) -> RunInfo {
     let mut versions = BTreeMap::new();
     versions.insert("distill".to_string(), env!("CARGO_PKG_VERSION").to_string());
     versions.insert("burn".to_string(), distill_model::BURN_VERSION.to_string());
@@ -315,7 +337,10 @@ fn run_loop(
         (Student::Bag(bag), true) => {
             let [rows, dim] = bag.embedding_dims();
             let mut sp = SparseEmbedding::new(bag.embedding_to_host(), rows, dim);
-            if let Some(ckpt) = run::list_checkpoints(run_dir)?.pop().filter(|_| state.global_step > 0) {
+            if let Some(ckpt) = run::list_checkpoints(run_dir)?
+                .pop()
+                .filter(|_| state.global_step > 0)
+            {
                 let path = ckpt.join(SPARSE_FILE);
                 let bytes = std::fs::read(&path).map_err(|e| Error::Checkpoint {
                     path: path.clone(),
@@ -332,7 +357,11 @@ fn run_loop(
     let steps_per_epoch = n.div_ceil(t.batch_size) as u64;
     let mut total = steps_per_epoch * t.epochs as u64;
     if let Some(ms) = t.max_steps {
-        total = if t.epochs == 0 { ms as u64 } else { total.min(ms as u64) };
+        total = if t.epochs == 0 {
+            ms as u64
+        } else {
+            total.min(ms as u64)
+        };
     }
     let epochs = total.div_ceil(steps_per_epoch) as usize;
     let class_weight = class_weights(&data.train, classes, t.class_weights);
@@ -352,18 +381,31 @@ fn run_loop(
             }
             let step_start = Instant::now();
             let idx = batches[bi];
-            ad.seed(distill_core::hash::seeded_u64(seeds.dropout, &state.global_step.to_string()));
+            ad.seed(distill_core::hash::seeded_u64(
+                seeds.dropout,
+                &state.global_step.to_string(),
+            ));
             let seqs: Vec<&[u32]> = idx.iter().map(|&i| train_seqs[i].as_slice()).collect();
             let (logits, pooled) = match (&sparse, model.as_bag()) {
                 (Some(sp), Some(bag)) => {
                     let host = sp.pool(&seqs);
-                    let pooled = Tensor::<2>::from_data(TensorData::new(host, [seqs.len(), sp.dim]), &ad)
-                        .require_grad();
+                    let pooled =
+                        Tensor::<2>::from_data(TensorData::new(host, [seqs.len(), sp.dim]), &ad)
+                            .require_grad();
                     (bag.head(pooled.clone()), Some(pooled))
                 }
                 _ => (model.forward(&Batch::new(&seqs, &ad)), None),
             };
-            let loss = batch_loss(logits, &data.train, idx, task, config, distilling, &class_weight, &ad);
+            let loss = batch_loss(
+                logits,
+                &data.train,
+                idx,
+                task,
+                config,
+                distilling,
+                &class_weight,
+                &ad,
+            );
             let lv: f32 = loss.clone().into_scalar();
             if !lv.is_finite() {
                 progress.finish();
@@ -423,7 +465,10 @@ fn run_loop(
             .as_ref()
             .is_none_or(|b| t.select.better(value, b.value));
         if improved {
-            artifact::save_weights(&eval_model, &run_dir.join(run::CHECKPOINTS).join("best.bpk"))?;
+            artifact::save_weights(
+                &eval_model,
+                &run_dir.join(run::CHECKPOINTS).join("best.bpk"),
+            )?;
             state.best = Some(Best {
                 epoch: state.epoch + 1,
                 step: state.global_step,
@@ -478,7 +523,9 @@ fn run_loop(
         last_ckpt = Some(checkpoint(run_dir, &state, &model, &optim, &sparse)?);
     }
     progress.finish();
-    finish(config, data, device, featurizer, run_dir, info, &state, vocab, params)
+    finish(
+        config, data, device, featurizer, run_dir, info, &state, vocab, params,
+    )
 }
 
 const SPARSE_FILE: &str = "sparse-adam.bin";
@@ -496,7 +543,8 @@ fn checkpoint(
         message: format!("serialising optimizer state: {e}"),
     })?;
     let sparse_bytes = sparse.as_ref().map(|s| s.state_bytes());
-    let mut files: Vec<(&str, &[u8])> = vec![("model.bpk", &model_bytes), ("optim.bpk", &optim_bytes)];
+    let mut files: Vec<(&str, &[u8])> =
+        vec![("model.bpk", &model_bytes), ("optim.bpk", &optim_bytes)];
     if let Some(b) = &sparse_bytes {
         files.push((SPARSE_FILE, b));
     }
@@ -545,7 +593,8 @@ fn finish(
         params,
         created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
     };
-    let model_bytes = artifact::save_model(&run_dir.join(run::MODEL_DIR), &meta, &model, featurizer)?;
+    let model_bytes =
+        artifact::save_model(&run_dir.join(run::MODEL_DIR), &meta, &model, featurizer)?;
     let mut metrics = BTreeMap::new();
     if let Some(best) = &state.best {
         run::flatten("val", &best.val, &mut metrics);
@@ -554,7 +603,13 @@ fn finish(
     if !data.test.is_empty() {
         let texts: Vec<&str> = data.test.iter().map(|r| r.text.as_str()).collect();
         let seqs = featurizer.encode_all(&texts);
-        let probs = predict_proba(&model, &seqs, data.info.task, config.train.eval_batch_size, device);
+        let probs = predict_proba(
+            &model,
+            &seqs,
+            data.info.task,
+            config.train.eval_batch_size,
+            device,
+        );
         let test = evaluate(&data.test, &probs, classes, config.train.threshold);
         run::flatten("test", &test, &mut metrics);
     }
@@ -589,7 +644,13 @@ fn class_weights(rows: &[Row], classes: usize, mode: ClassWeights) -> Vec<f32> {
             }
             counts
                 .iter()
-                .map(|&c| if c == 0 { 1.0 } else { n as f32 / (classes * c) as f32 })
+                .map(|&c| {
+                    if c == 0 {
+                        1.0
+                    } else {
+                        n as f32 / (classes * c) as f32
+                    }
+                })
                 .collect()
         }
     }
@@ -658,7 +719,10 @@ fn batch_loss(
                     y[r * c..(r + 1) * c].copy_from_slice(v);
                 }
             }
-            bce_rows(logits.clone(), Tensor::from_data(TensorData::new(y, [b, c]), device))
+            bce_rows(
+                logits.clone(),
+                Tensor::from_data(TensorData::new(y, [b, c]), device),
+            )
         }
         _ => {
             let classes: Vec<Option<usize>> = idx
@@ -669,7 +733,10 @@ fn batch_loss(
                 })
                 .collect();
             let y = smoothed_targets(&classes, c, config.train.label_smoothing);
-            cross_entropy_rows(logits.clone(), Tensor::from_data(TensorData::new(y, [b, c]), device))
+            cross_entropy_rows(
+                logits.clone(),
+                Tensor::from_data(TensorData::new(y, [b, c]), device),
+            )
         }
     };
     let w = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), device);

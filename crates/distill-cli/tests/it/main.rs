@@ -1,6 +1,8 @@
 //! End-to-end tests of the `distill` binary: real datasets from
 //! `../shared/datasets`, and every bad-input case.
 
+mod train;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

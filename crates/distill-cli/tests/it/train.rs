@@ -1,0 +1,389 @@
+//! `distill train`: every example config, exact resume after SIGKILL,
+//! distillation from a teacher file, and the bad-input cases.
+
+use super::{distill, ok, repo, stderr};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_dir(out: &std::process::Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("stdout names the run dir")
+            .trim(),
+    )
+}
+
+fn run_json(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("run.json")).expect("run.json")).expect("json")
+}
+
+fn train(config: &str, exp: &Path, sets: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        config,
+        "--experiments",
+        exp.to_str().expect("utf8"),
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    distill(&args)
+}
+
+#[test]
+fn every_example_config_trains() {
+    let exp = tempfile::tempdir().expect("tempdir");
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(repo().join("configs/exp"))
+        .expect("configs/exp")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 6, "{configs:?}");
+    for config in &configs {
+        let name = config.to_str().expect("utf8");
+        // A short run of each: the real pipeline (import, curation, tokenizer,
+        // training, validation, test, model export), few steps.
+        let out = train(name, exp.path(), &["train.epochs=1", "train.max-steps=25"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let dir = run_dir(&out);
+        let run = run_json(&dir);
+        assert_eq!(run["status"], "completed", "{name}");
+        assert_eq!(run["steps"], 25, "{name}");
+        assert!(run["params"].as_u64().expect("params") > 1000, "{name}");
+        assert!(
+            !run["lineage"]["dataset_sha256"]
+                .as_str()
+                .expect("sha")
+                .is_empty()
+        );
+        let m = &run["metrics"];
+        for key in ["val_accuracy", "val_macro_f1", "val_loss", "examples_per_s"] {
+            let v = m[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v >= 0.0, "{name}: {key} = {v}");
+        }
+        let model = dir.join("model");
+        assert!(model.join("weights.bpk").exists() && model.join("model.json").exists());
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(model.join("model.json")).expect("meta"))
+                .expect("json");
+        if meta["spec"]["kind"] == "encoder" {
+            assert!(model.join("tokenizer.json").exists());
+        }
+        let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
+        assert_eq!(lines.lines().count(), 1, "{name}: one epoch, one line");
+        assert!(dir.join("config.resolved.toml").exists());
+    }
+}
+
+#[test]
+fn bag_learns_banking77() {
+    // A full (short) training run must actually learn: 77 classes, chance is 1.3%.
+    let exp = tempfile::tempdir().expect("tempdir");
+    let out = train(
+        "configs/exp/banking77-bag.toml",
+        exp.path(),
+        &["train.epochs=4"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_json(&run_dir(&out));
+    let acc = run["metrics"]["test_accuracy"].as_f64().expect("test acc");
+    assert!(acc > 0.80, "test accuracy {acc}");
+}
+
+/// Start a run, SIGKILL it once a mid-run checkpoint exists, resume it, and
+/// compare with an uninterrupted run of the same config and seed.
+fn kill_and_resume(sets: &[&str]) {
+    let exp = tempfile::tempdir().expect("tempdir");
+    let config = "configs/exp/banking77-bag.toml";
+    let full = train(config, &exp.path().join("full"), sets);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let full_dir = run_dir(&full);
+
+    let killed_root = exp.path().join("killed");
+    let mut args = vec![
+        "train",
+        config,
+        "--experiments",
+        killed_root.to_str().expect("utf8"),
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(&args)
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    let killed_dir = loop {
+        let found = std::fs::read_dir(killed_root.join("banking77-bag"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(dir) = &found
+            && std::fs::read_dir(dir.join("checkpoints"))
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                })
+                .unwrap_or(false)
+        {
+            break found.expect("dir");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+    child.wait().expect("reap");
+    assert_eq!(run_json(&killed_dir)["status"], "running", "killed mid-run");
+
+    let resumed = ok(&["train", "--resume", killed_dir.to_str().expect("utf8")]);
+    assert_eq!(run_dir(&resumed), killed_dir);
+    let a = run_json(&full_dir);
+    let b = run_json(&killed_dir);
+    assert_eq!(b["status"], "completed");
+    assert_eq!(b["resumes"], 1);
+    assert_eq!(a["steps"], b["steps"]);
+    assert_eq!(a["best_epoch"], b["best_epoch"]);
+    for key in [
+        "val_accuracy",
+        "val_macro_f1",
+        "val_loss",
+        "test_accuracy",
+        "test_macro_f1",
+        "test_loss",
+    ] {
+        assert_eq!(
+            a["metrics"][key], b["metrics"][key],
+            "{key} differs after resume"
+        );
+    }
+    let lines = |d: &Path| -> Vec<(Value, Value)> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("json");
+                (v["step"].clone(), v["val_loss"].clone())
+            })
+            .collect()
+    };
+    assert_eq!(
+        lines(&full_dir),
+        lines(&killed_dir),
+        "per-epoch validation differs"
+    );
+    // Same weights: identical probabilities. (The burnpack files themselves
+    // differ: they record each parameter's random id.)
+    use distill_model::artifact::Predictor;
+    use distill_model::device::DeviceKind;
+    let pa = Predictor::load(&full_dir.join("model"), DeviceKind::Cpu).expect("load");
+    let pb = Predictor::load(&killed_dir.join("model"), DeviceKind::Cpu).expect("load");
+    let texts = ["my card was declined", "how do I top up by bank transfer?", "lost my phone"];
+    assert_eq!(pa.predict_proba(&texts, 8), pb.predict_proba(&texts, 8), "final weights differ after resume");
+}
+
+#[test]
+fn resume_after_sigkill_matches_uninterrupted_dense() {
+    // burn's dense embedding path: model + AdamW state through burnpack.
+    kill_and_resume(&[
+        "train.sparse-embeddings=false",
+        "train.epochs=2",
+        "train.max-steps=150",
+        "train.checkpoint-every=10",
+        "model.buckets=16384",
+    ]);
+}
+
+#[test]
+fn resume_after_sigkill_matches_uninterrupted_sparse() {
+    // The host-side sparse embedding and its lazy-Adam state, with dropout.
+    kill_and_resume(&[
+        "train.epochs=6",
+        "train.checkpoint-every=25",
+        "model.hidden=64",
+        "model.dropout=0.2",
+    ]);
+}
+
+#[test]
+fn distills_from_a_teacher_file_with_unlabelled_rows() {
+    // banking77 with a third of its train rows made unlabelled, and a teacher
+    // file of soft labels (peaked on the true intent) over all train rows: the
+    // unlabelled rows learn from the teacher term alone.
+    use distill_core::types::Split;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ds = tmp.path().join("ds");
+    ok(&[
+        "data",
+        "import",
+        "--config",
+        "configs/data/banking77.toml",
+        "--out",
+        ds.to_str().expect("utf8"),
+    ]);
+    let mut dataset = distill_data::dataset::Dataset::load(&ds).expect("load");
+    let labels = dataset.manifest.labels.clone();
+    let mut teacher = String::new();
+    let mut unlabelled = 0;
+    for (i, ex) in dataset.examples.iter_mut().enumerate() {
+        if ex.split != Some(Split::Train) {
+            continue;
+        }
+        let gold = ex.label.clone().expect("gold");
+        let mut probs = serde_json::Map::new();
+        for l in &labels {
+            let p = if *l == gold {
+                0.8
+            } else {
+                0.2 / (labels.len() - 1) as f64
+            };
+            probs.insert(l.clone(), p.into());
+        }
+        teacher.push_str(&serde_json::json!({"id": ex.id, "probs": probs}).to_string());
+        teacher.push('\n');
+        if i % 3 == 0 {
+            ex.label = None;
+            ex.split = Some(Split::Unlabeled);
+            unlabelled += 1;
+        }
+    }
+    assert!(unlabelled > 2000);
+    let ds2 = tmp.path().join("ds2");
+    dataset.save(&ds2, &[]).expect("save");
+    let tpath = tmp.path().join("teacher.jsonl");
+    std::fs::write(&tpath, teacher).expect("write teacher");
+    let exp = tmp.path().join("exp");
+    let out = train(
+        "configs/exp/banking77-bag.toml",
+        &exp,
+        &[
+            &format!("teacher=\"{}\"", tpath.display()),
+            &format!("dataset=\"{}\"", ds2.display()),
+            "distill.alpha=0.7",
+            "distill.temperature=2.0",
+            "train.epochs=4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_json(&run_dir(&out));
+    assert_eq!(
+        run["lineage"]["teacher_sha256"]
+            .as_str()
+            .expect("sha")
+            .len(),
+        64
+    );
+    let train_rows = run["counts"]["train"].as_u64().expect("n");
+    // Every train row (labelled or not) has a teacher distribution.
+    assert_eq!(run["counts"]["teacher"].as_u64().expect("n"), train_rows);
+    assert!(train_rows > 8000);
+    let acc = run["metrics"]["test_accuracy"].as_f64().expect("acc");
+    assert!(acc > 0.75, "test accuracy {acc}");
+}
+
+#[test]
+fn bad_training_input_exits_2_with_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exp = tmp.path().join("exp");
+    let cfg = "configs/exp/banking77-bag.toml";
+
+    let out = train(cfg, &exp, &["dataset=\"/nonexistent/banking\""]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/banking does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = train(cfg, &exp, &["train.val-fraction=0.0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("validation split is empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    let teacher = tmp.path().join("t.jsonl");
+    std::fs::write(
+        &teacher,
+        "{\"id\": \"x\", \"probs\": {\"card_arival\": 1.0}}\n",
+    )
+    .expect("write");
+    let out = train(cfg, &exp, &[&format!("teacher=\"{}\"", teacher.display())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("t.jsonl:1") && err.contains("`card_arival`") && err.contains("card_arrival"),
+        "{err}"
+    );
+
+    let out = train(cfg, &exp, &["train.batch-size=100000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("lower train.batch-size"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = train(
+        cfg,
+        &exp,
+        &[
+            "train.lr=1e30",
+            "train.grad-clip=0",
+            "train.sparse-embeddings=false",
+            "train.checkpoint-every=1",
+            "model.buckets=4096",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("training diverged"), "{err}");
+    let dir = std::fs::read_dir(exp.join("banking77-bag"))
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| run_json(p)["status"] == "failed")
+        .expect("a failed run");
+    assert!(
+        run_json(&dir)["error"]
+            .as_str()
+            .expect("error")
+            .contains("diverged")
+    );
+
+    let out = train(cfg, &exp, &["model.kind=\"transformer\""]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = distill(&[
+        "train",
+        cfg,
+        "--device",
+        "wgpu",
+        "--experiments",
+        exp.to_str().expect("utf8"),
+    ]);
+    if !cfg!(feature = "wgpu") {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("--features wgpu"), "{}", stderr(&out));
+    }
+}
