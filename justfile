@@ -8,4 +8,8 @@ test:
 bench-curate:
     bash bench/curate.sh
 
-bench: bench-curate
+# Training benchmark: distill bag + encoder vs fastText on banking77.
+bench-train:
+    bash bench/train.sh
+
+bench: bench-curate bench-train
