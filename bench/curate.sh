@@ -7,16 +7,7 @@ shared=${DISTILL_SHARED:-../shared}
 src="$shared/datasets/it_service_tickets/all_tickets_processed_improved_v3.csv"
 out=bench/out
 mkdir -p "$out"
-# DISTILL_BENCH_PROFILE=dev benchmarks the test-profile binary (deps at
-# opt-level 2, our crates at 1) when no release build is at hand.
-profile=${DISTILL_BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then
-  cargo build --release -p distill-cli >&2
-  bin=${CARGO_TARGET_DIR:-target}/release/distill
-else
-  cargo build -p distill-cli >&2
-  bin=${CARGO_TARGET_DIR:-target}/debug/distill
-fi
+. bench/lib.sh
 echo "profile: $profile" >&2
 [ -f "$out/tickets_1m.csv" ] || python3 bench/perturb.py "$src" "$out/tickets_1m.csv" 1000000
 echo "threads: $(nproc) cores; config: configs/curate/bench.toml" >&2

@@ -11,14 +11,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import fasttext" 2>/d
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "fasttext-wheel==0.9.2" "numpy<2"
 fi
-profile=${DISTILL_BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then
-  cargo build --release -p distill-cli >&2
-  bin=${CARGO_TARGET_DIR:-target}/release/distill
-else
-  cargo build -p distill-cli >&2
-  bin=${CARGO_TARGET_DIR:-target}/debug/distill
-fi
+. bench/lib.sh
 echo "profile: $profile; $(nproc) cores" >&2
 "$venv/bin/python" bench/train.py "$bin" "$shared" "$out" \
   "${BENCH_EPOCHS:-10,50}" "${BENCH_DIM:-64}" "${BENCH_ENCODER_EPOCHS:-10}"

@@ -119,6 +119,31 @@ impl BagFeaturizer {
     }
 }
 
+/// Train `model` with `trainer` (BERT normalizer and pre-tokenizer) and
+/// serialise the tokenizer to JSON.
+fn train_json<M, T>(
+    model: M,
+    mut trainer: T,
+    normalizer: BertNormalizer,
+    texts: &[&str],
+) -> Result<String>
+where
+    M: tokenizers::Model + Into<tokenizers::models::ModelWrapper> + serde::Serialize + Send + Sync,
+    T: tokenizers::Trainer<Model = M> + Sync,
+{
+    let err = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
+    let mut tok = TokenizerBuilder::new()
+        .with_model(model)
+        .with_normalizer(Some(normalizer))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
+        .with_decoder(None::<tokenizers::decoders::DecoderWrapper>)
+        .build()
+        .map_err(err)?;
+    tok.train(&mut trainer, texts.iter()).map_err(err)?;
+    tok.to_string(false).map_err(err)
+}
+
 /// Lowercased words; every punctuation character is a word of its own.
 pub fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -161,50 +186,34 @@ impl SubwordFeaturizer {
         let normalizer = BertNormalizer::new(true, true, None, spec.tokenizer.lowercase);
         let err = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
         let json = match spec.tokenizer.kind {
-            TokenizerKind::Wordpiece => {
-                let mut trainer = WordPieceTrainerBuilder::new()
+            TokenizerKind::Wordpiece => train_json(
+                WordPiece::builder()
+                    .unk_token("[UNK]".into())
+                    .build()
+                    .map_err(err)?,
+                WordPieceTrainerBuilder::new()
                     .show_progress(false)
                     .vocab_size(spec.tokenizer.vocab_size)
                     .min_frequency(2)
                     .special_tokens(specials)
-                    .build();
-                let model = WordPiece::builder()
+                    .build(),
+                normalizer,
+                texts,
+            )?,
+            TokenizerKind::Bpe => train_json(
+                BPE::builder()
                     .unk_token("[UNK]".into())
                     .build()
-                    .map_err(err)?;
-                let mut tok = TokenizerBuilder::new()
-                    .with_model(model)
-                    .with_normalizer(Some(normalizer))
-                    .with_pre_tokenizer(Some(BertPreTokenizer))
-                    .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
-                    .with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()))
-                    .build()
-                    .map_err(err)?;
-                tok.train(&mut trainer, texts.iter()).map_err(err)?;
-                tok.to_string(false).map_err(err)?
-            }
-            TokenizerKind::Bpe => {
-                let mut trainer = BpeTrainerBuilder::new()
+                    .map_err(err)?,
+                BpeTrainerBuilder::new()
                     .show_progress(false)
                     .vocab_size(spec.tokenizer.vocab_size)
                     .min_frequency(2)
                     .special_tokens(specials)
-                    .build();
-                let model = BPE::builder()
-                    .unk_token("[UNK]".into())
-                    .build()
-                    .map_err(err)?;
-                let mut tok = TokenizerBuilder::new()
-                    .with_model(model)
-                    .with_normalizer(Some(normalizer))
-                    .with_pre_tokenizer(Some(BertPreTokenizer))
-                    .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
-                    .with_decoder(None::<tokenizers::decoders::DecoderWrapper>)
-                    .build()
-                    .map_err(err)?;
-                tok.train(&mut trainer, texts.iter()).map_err(err)?;
-                tok.to_string(false).map_err(err)?
-            }
+                    .build(),
+                normalizer,
+                texts,
+            )?,
         };
         Self::from_json(json.as_bytes(), spec.max_len)
     }

@@ -197,8 +197,16 @@ fn kill_and_resume(sets: &[&str]) {
     use distill_model::device::DeviceKind;
     let pa = Predictor::load(&full_dir.join("model"), DeviceKind::Cpu).expect("load");
     let pb = Predictor::load(&killed_dir.join("model"), DeviceKind::Cpu).expect("load");
-    let texts = ["my card was declined", "how do I top up by bank transfer?", "lost my phone"];
-    assert_eq!(pa.predict_proba(&texts, 8), pb.predict_proba(&texts, 8), "final weights differ after resume");
+    let texts = [
+        "my card was declined",
+        "how do I top up by bank transfer?",
+        "lost my phone",
+    ];
+    assert_eq!(
+        pa.predict_proba(&texts, 8),
+        pb.predict_proba(&texts, 8),
+        "final weights differ after resume"
+    );
 }
 
 #[test]
@@ -358,18 +366,15 @@ fn bad_training_input_exits_2_with_clear_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("training diverged"), "{err}");
-    let dir = std::fs::read_dir(exp.join("banking77-bag"))
+    // The run is marked failed with the reason (other failed runs of this
+    // test, e.g. the batch-size one, sit beside it).
+    let diverged = std::fs::read_dir(exp.join("banking77-bag"))
         .expect("runs")
         .flatten()
-        .map(|e| e.path())
-        .find(|p| run_json(p)["status"] == "failed")
-        .expect("a failed run");
-    assert!(
-        run_json(&dir)["error"]
-            .as_str()
-            .expect("error")
-            .contains("diverged")
-    );
+        .map(|e| run_json(&e.path()))
+        .filter(|r| r["status"] == "failed")
+        .any(|r| r["error"].as_str().is_some_and(|e| e.contains("diverged")));
+    assert!(diverged, "no failed run records the divergence");
 
     let out = train(cfg, &exp, &["model.kind=\"transformer\""]);
     assert_eq!(out.status.code(), Some(2));
