@@ -141,7 +141,32 @@ where
         .build()
         .map_err(err)?;
     tok.train(&mut trainer, texts.iter()).map_err(err)?;
-    tok.to_string(false).map_err(err)
+    canonical_ids(&tok.to_string(false).map_err(err)?)
+}
+
+/// The trainers number the initial alphabet in hash-set order, so the same
+/// corpus gives the same vocabulary under different ids from run to run (and
+/// a seeded model would then differ). Renumber: special tokens keep their
+/// ids, every other token is numbered in string order. Merges (BPE) refer to
+/// tokens by string, so they stay valid.
+fn canonical_ids(json: &str) -> Result<String> {
+    let bad = |m: &str| Error::Tokenizer(format!("unexpected tokenizer JSON: {m}"));
+    let mut doc: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let vocab = doc
+        .pointer_mut("/model/vocab")
+        .and_then(|v| v.as_object_mut())
+        .ok_or_else(|| bad("no model.vocab"))?;
+    let specials = SPECIAL_TOKENS.len() as u64;
+    let mut rest: Vec<String> = vocab
+        .iter()
+        .filter(|(_, id)| id.as_u64().is_none_or(|i| i >= specials))
+        .map(|(t, _)| t.clone())
+        .collect();
+    rest.sort();
+    for (i, token) in rest.into_iter().enumerate() {
+        vocab.insert(token, serde_json::Value::from(specials + i as u64));
+    }
+    serde_json::to_string(&doc).map_err(|e| bad(&e.to_string()))
 }
 
 /// Lowercased words; every punctuation character is a word of its own.
@@ -274,6 +299,27 @@ impl SubwordFeaturizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trained_tokenizer_has_canonical_ids_and_encodes() {
+        let spec: crate::spec::EncoderSpec = toml::from_str("max-len = 8").unwrap();
+        let texts = ["my card was declined", "card declined again", "top up failed", "my top up"];
+        let f = SubwordFeaturizer::train(&spec, &texts).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&f.to_json().unwrap()).unwrap();
+        let mut vocab: Vec<(String, u64)> = doc["model"]["vocab"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(t, i)| (t.clone(), i.as_u64().unwrap()))
+            .collect();
+        vocab.sort_by_key(|(_, i)| *i);
+        assert_eq!(vocab[0].0, "[PAD]");
+        let rest: Vec<&String> = vocab[3..].iter().map(|(t, _)| t).collect();
+        assert!(rest.windows(2).all(|w| w[0] < w[1]), "ids follow string order");
+        let ids = f.encode("my card was declined and declined and declined again");
+        assert_eq!(ids.len(), 8, "[CLS] + truncation to max-len");
+        assert_eq!(ids[0], f.cls);
+    }
 
     #[test]
     fn words_split_punctuation_and_lowercase() {

@@ -129,7 +129,11 @@ pub struct TokenizerSpec {
     pub kind: TokenizerKind,
     #[serde(default = "d_vocab")]
     pub vocab_size: usize,
-    /// Use an existing `tokenizer.json` instead of training one.
+    /// Use an existing `tokenizer.json` instead of training one (relative to
+    /// the experiment config). Training is not bit-reproducible: `tokenizers`
+    /// breaks ties between equally frequent merges in hash order, so two
+    /// fresh encoder runs can learn slightly different vocabularies. Point
+    /// this at a run's `model/tokenizer.json` for runs that must be identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<std::path::PathBuf>,
     #[serde(default = "yes")]

@@ -58,6 +58,11 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     if let Some(c) = &config.curate {
         config.curate = Some(absolute(&crate::data::resolve(&req.base_dir, c)));
     }
+    if let ModelSpec::Encoder(e) = &mut config.model
+        && let Some(p) = &e.tokenizer.path
+    {
+        e.tokenizer.path = Some(absolute(&crate::data::resolve(&req.base_dir, p)));
+    }
     if let Some(t) = &data.teacher {
         config.teacher = Some(absolute(&t.path));
     }
