@@ -303,7 +303,12 @@ mod tests {
     #[test]
     fn trained_tokenizer_has_canonical_ids_and_encodes() {
         let spec: crate::spec::EncoderSpec = toml::from_str("max-len = 8").unwrap();
-        let texts = ["my card was declined", "card declined again", "top up failed", "my top up"];
+        let texts = [
+            "my card was declined",
+            "card declined again",
+            "top up failed",
+            "my top up",
+        ];
         let f = SubwordFeaturizer::train(&spec, &texts).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&f.to_json().unwrap()).unwrap();
         let mut vocab: Vec<(String, u64)> = doc["model"]["vocab"]
@@ -315,7 +320,10 @@ mod tests {
         vocab.sort_by_key(|(_, i)| *i);
         assert_eq!(vocab[0].0, "[PAD]");
         let rest: Vec<&String> = vocab[3..].iter().map(|(t, _)| t).collect();
-        assert!(rest.windows(2).all(|w| w[0] < w[1]), "ids follow string order");
+        assert!(
+            rest.windows(2).all(|w| w[0] < w[1]),
+            "ids follow string order"
+        );
         let ids = f.encode("my card was declined and declined and declined again");
         assert_eq!(ids.len(), 8, "[CLS] + truncation to max-len");
         assert_eq!(ids[0], f.cls);
