@@ -22,7 +22,7 @@ fn run_json(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).expect("run.json")).expect("json")
 }
 
-fn train(config: &str, exp: &Path, sets: &[&str]) -> std::process::Output {
+fn train_args<'a>(config: &'a str, exp: &'a Path, sets: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
         config,
@@ -33,7 +33,11 @@ fn train(config: &str, exp: &Path, sets: &[&str]) -> std::process::Output {
         args.push("--set");
         args.push(s);
     }
-    distill(&args)
+    args
+}
+
+fn train(config: &str, exp: &Path, sets: &[&str]) -> std::process::Output {
+    distill(&train_args(config, exp, sets))
 }
 
 #[test]
@@ -107,16 +111,7 @@ fn kill_and_resume(sets: &[&str]) {
     let full_dir = run_dir(&full);
 
     let killed_root = exp.path().join("killed");
-    let mut args = vec![
-        "train",
-        config,
-        "--experiments",
-        killed_root.to_str().expect("utf8"),
-    ];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
+    let args = train_args(config, &killed_root, sets);
     let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
         .args(&args)
         .current_dir(repo())
