@@ -128,6 +128,15 @@ impl SelectMetric {
             SelectMetric::ValLoss => "val_loss",
         }
     }
+    /// This metric's value in `m`.
+    pub fn value(self, m: &crate::metrics::Metrics) -> f64 {
+        match self {
+            SelectMetric::ValMacroF1 => m.macro_f1,
+            SelectMetric::ValAccuracy => m.accuracy,
+            SelectMetric::ValLoss => m.loss,
+        }
+    }
+
     /// Whether `a` is better than `b`.
     pub fn better(self, a: f64, b: f64) -> bool {
         match self {

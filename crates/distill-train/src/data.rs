@@ -236,7 +236,7 @@ impl TrainData {
         let mut val = Vec::new();
         let mut test = Vec::new();
         let has_val = dataset.examples.iter().any(|e| e.split == Some(Split::Val));
-        let carve_seed = config.seed ^ 0x7661_6c00;
+        let carve_seed = crate::run::Seeds::derive(config.seed).val_split;
         for ex in &dataset.examples {
             let gold = gold_of(ex, task, &index, labels.len());
             let teacher = teacher_map.as_ref().and_then(|m| m.get(&ex.id).cloned());

@@ -12,7 +12,7 @@ use crate::config::{ClassWeights, ExperimentConfig};
 use crate::data::{Gold, Row, TrainData};
 use crate::error::{Error, Result};
 use crate::loss::{bce_rows, cross_entropy_rows, kd_rows, smoothed_targets};
-use crate::metrics::{Metrics, evaluate};
+use crate::metrics::evaluate;
 use crate::progress::Progress;
 use crate::run::{self, Best, Lineage, RunInfo, Seeds, Status, TrainState};
 use crate::schedule::lr_at;
@@ -271,14 +271,8 @@ fn run_loop(
     let task = data.info.task;
     let classes = data.info.labels.len();
     let vocab = vocab_of(&config.model, featurizer);
-    let texts = |rows: &[Row]| rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>();
-    let encode = |rows: &[Row]| {
-        let owned = texts(rows);
-        let refs: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
-        featurizer.encode_all(&refs)
-    };
-    let train_seqs = encode(&data.train);
-    let val_seqs = encode(&data.val);
+    let train_seqs = encode_rows(featurizer, &data.train);
+    let val_seqs = encode_rows(featurizer, &data.val);
 
     let ad = device.clone().autodiff();
     ad.seed(seeds.init);
@@ -307,6 +301,8 @@ fn run_loop(
     let mut optim: ModuleOptimizer = adamw.init();
 
     let mut state = TrainState::default();
+    // The checkpoint training continues from (the newest one, on resume).
+    let mut last_ckpt: Option<PathBuf> = None;
     if let Some((ckpt, st)) = resume {
         model = load_weights(model, &ckpt.join("model.bpk"))?;
         let bytes = std::fs::read(ckpt.join("optim.bpk")).map_err(|e| Error::Checkpoint {
@@ -332,8 +328,9 @@ fn run_loop(
             state.epoch + 1,
             state.batch_in_epoch
         );
-    } else if info.resumes > 0 || run::list_checkpoints(run_dir)?.is_empty() {
-        // A resumed run that died before its first checkpoint starts over.
+        last_ckpt = Some(ckpt);
+    } else {
+        // A fresh run, or a resumed one that died before its first checkpoint.
         run::truncate_metrics(run_dir, 0)?;
     }
     info.params = params;
@@ -342,10 +339,7 @@ fn run_loop(
         (Student::Bag(bag), true) => {
             let [rows, dim] = bag.embedding_dims();
             let mut sp = SparseEmbedding::new(bag.embedding_to_host(), rows, dim);
-            if let Some(ckpt) = run::list_checkpoints(run_dir)?
-                .pop()
-                .filter(|_| state.global_step > 0)
-            {
+            if let Some(ckpt) = &last_ckpt {
                 let path = ckpt.join(SPARSE_FILE);
                 let bytes = std::fs::read(&path).map_err(|e| Error::Checkpoint {
                     path: path.clone(),
@@ -372,7 +366,6 @@ fn run_loop(
     let class_weight = class_weights(&data.train, classes, t.class_weights);
     let distilling = data.teacher.is_some();
     let mut progress = Progress::new(interactive, total, state.global_step);
-    let mut last_ckpt: Option<PathBuf> = run::list_checkpoints(run_dir)?.pop();
     let mut last_lr = 0.0;
 
     while !state.finished && state.epoch < epochs && state.global_step < total {
@@ -464,7 +457,7 @@ fn run_loop(
         let eval_model = model.valid();
         let probs = predict_proba(&eval_model, &val_seqs, task, t.eval_batch_size, device);
         let val = evaluate(&data.val, &probs, classes, t.threshold);
-        let value = select_value(config, &val);
+        let value = t.select.value(&val);
         let improved = state
             .best
             .as_ref()
@@ -486,19 +479,18 @@ fn run_loop(
         }
         let train_loss = state.epoch_loss_sum / state.epoch_batches.max(1) as f64;
         let rate = state.examples as f64 / state.train_seconds.max(1e-9);
+        let mut val_metrics = BTreeMap::new();
+        run::flatten("val", &val, &mut val_metrics);
         let mut line = serde_json::json!({
             "epoch": state.epoch + 1,
             "step": state.global_step,
             "train_loss": train_loss,
             "lr": last_lr,
-            "val_accuracy": val.accuracy,
-            "val_macro_f1": val.macro_f1,
-            "val_loss": val.loss,
             "examples_per_s": rate,
             "best": improved,
         });
-        if let Some(micro) = val.micro_f1 {
-            line["val_micro_f1"] = micro.into();
+        for (k, v) in val_metrics {
+            line[k] = v.into();
         }
         run::append_metrics(run_dir, &line)?;
         progress.line(&format!(
@@ -564,12 +556,9 @@ fn sync_embedding(model: Student, sparse: &Option<SparseEmbedding>, device: &Dev
     }
 }
 
-fn select_value(config: &ExperimentConfig, m: &Metrics) -> f64 {
-    match config.train.select {
-        crate::config::SelectMetric::ValMacroF1 => m.macro_f1,
-        crate::config::SelectMetric::ValAccuracy => m.accuracy,
-        crate::config::SelectMetric::ValLoss => m.loss,
-    }
+fn encode_rows(featurizer: &Featurizer, rows: &[Row]) -> Vec<Vec<u32>> {
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    featurizer.encode_all(&texts)
 }
 
 /// Best weights → `model/`, test metrics, `run.json` completed.
@@ -606,8 +595,7 @@ fn finish(
         info.best_epoch = Some(best.epoch);
     }
     if !data.test.is_empty() {
-        let texts: Vec<&str> = data.test.iter().map(|r| r.text.as_str()).collect();
-        let seqs = featurizer.encode_all(&texts);
+        let seqs = encode_rows(featurizer, &data.test);
         let probs = predict_proba(
             &model,
             &seqs,
