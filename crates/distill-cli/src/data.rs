@@ -264,10 +264,19 @@ fn run_curate(args: CurateArgs) -> CmdResult {
             r.rows_per_second,
             if r.details.as_object().is_some_and(|o| o.is_empty()) {
                 String::new()
+            } else if r.step == "teacher" {
+                let mut d = r.details.clone();
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("agreement");
+                }
+                d.to_string()
             } else {
                 r.details.to_string()
             }
         );
+        if r.step == "teacher" {
+            eprint!("{}", agreement_table(&r.details));
+        }
     })?;
     outcome.dataset.save(&args.out, &rejects)?;
     write_jsonl_atomic(&args.out.join("removed.jsonl"), &outcome.removed)?;
@@ -284,6 +293,42 @@ fn run_curate(args: CurateArgs) -> CmdResult {
     );
     println!("{}", args.out.display());
     Ok(())
+}
+
+/// Teacher-gold agreement per label, worst first.
+fn agreement_table(details: &serde_json::Value) -> String {
+    let Some(per) = details.get("agreement").and_then(|a| a.as_object()) else {
+        return String::new();
+    };
+    let mut rows: Vec<(&String, u64, u64, f64)> = per
+        .iter()
+        .map(|(l, v)| {
+            (
+                l,
+                v["n"].as_u64().unwrap_or(0),
+                v["agree"].as_u64().unwrap_or(0),
+                v["accuracy"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.3.total_cmp(&b.3).then(a.0.cmp(b.0)));
+    let overall = details["teacher_accuracy"]
+        .as_f64()
+        .map(|a| format!("{:.1}%", 100.0 * a))
+        .unwrap_or_else(|| "-".into());
+    let mut t = distill_core::table::Table::new(
+        format!("teacher-gold agreement per label (overall {overall})"),
+        &["label", "gold rows", "teacher agrees", "accuracy"],
+    );
+    for (l, n, a, acc) in rows {
+        t.push(vec![
+            l.clone(),
+            n.to_string(),
+            a.to_string(),
+            format!("{:.1}%", 100.0 * acc),
+        ]);
+    }
+    t.render(distill_core::table::Format::Table)
 }
 
 fn run_stats(args: StatsArgs) -> CmdResult {

@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
 
 mod data;
+mod teach;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     /// Import, curate and describe datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Collect teacher outputs (OpenAI-compatible server, production logs, or a local run) into a teacher log.
+    Teach(teach::TeachArgs),
     /// Train a student (fine-tuning and/or distillation) into experiments/<name>/<run-id>/.
     Train(train::TrainArgs),
     /// Inspect configs.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),
     };
@@ -109,6 +113,11 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         source.deserialize::<distill_data::import::DataConfig>()?;
     } else if source.table.contains_key("steps") {
         source.deserialize::<distill_data::curate::CurateConfig>()?;
+    } else if source.table.contains_key("teacher") && !source.table.contains_key("model") {
+        let config: distill_teacher::config::TeachConfig = source.deserialize()?;
+        if let distill_teacher::config::TeacherSpec::Openai(spec) = &config.teacher {
+            spec.validate().map_err(anyhow::Error::msg)?;
+        }
     } else if source.table.contains_key("model") {
         let config: distill_train::config::ExperimentConfig = source.deserialize()?;
         config.validate().map_err(anyhow::Error::msg)?;

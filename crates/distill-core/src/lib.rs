@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsutil;
 pub mod hash;
 pub mod table;
+pub mod time;
 pub mod types;
 
 pub use error::{Error, Result};

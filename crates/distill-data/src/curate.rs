@@ -54,13 +54,18 @@ pub struct CurateConfig {
     #[serde(default = "default_seed")]
     pub seed: u64,
     pub steps: Vec<Step>,
+    /// Directory of the config file: relative paths in steps resolve from here.
+    #[serde(skip)]
+    pub base: std::path::PathBuf,
 }
 
 impl CurateConfig {
     pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
         let mut source = ConfigSource::load(path)?;
         source.apply_overrides(sets)?;
-        Ok(source.deserialize()?)
+        let mut config: CurateConfig = source.deserialize()?;
+        config.base = source.base_dir();
+        Ok(config)
     }
 }
 
@@ -127,6 +132,22 @@ pub enum Step {
         #[serde(default = "yes")]
         keep_existing: bool,
     },
+    /// Join a teacher log (`distill teach`): keep or drop rows by teacher
+    /// confidence and agreement with gold, and report teacher-gold agreement per label.
+    #[serde(rename_all = "kebab-case")]
+    Teacher {
+        /// A teacher-log directory (with logs.jsonl) or a logs.jsonl file. Relative to the config.
+        logs: std::path::PathBuf,
+        /// Drop rows whose teacher top probability is below this (0 keeps all).
+        #[serde(default)]
+        min_confidence: f64,
+        /// Rows without a usable teacher record (none, or failed): keep or drop.
+        #[serde(default)]
+        missing: KeepDrop,
+        /// Gold rows where the teacher's top label differs from gold: keep or drop.
+        #[serde(default)]
+        disagree: KeepDrop,
+    },
     #[serde(rename_all = "kebab-case")]
     LeakageCheck {
         #[serde(default = "default_threshold")]
@@ -172,6 +193,14 @@ pub enum ConflictPolicy {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+pub enum KeepDrop {
+    #[default]
+    Keep,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RareAction {
     #[default]
     Drop,
@@ -189,6 +218,7 @@ impl Step {
             Step::RareLabels { .. } => "rare-labels",
             Step::Split { .. } => "split",
             Step::LeakageCheck { .. } => "leakage-check",
+            Step::Teacher { .. } => "teacher",
         }
     }
 
@@ -230,6 +260,11 @@ impl Step {
                 ..
             } => {
                 return Err("action = \"merge\" needs merge-into = \"<label>\"".into());
+            }
+            Step::Teacher { min_confidence, .. } if !(0.0..=1.0).contains(min_confidence) => {
+                return Err(format!(
+                    "min-confidence must be in [0, 1], got {min_confidence}"
+                ));
             }
             _ => {}
         }
@@ -285,6 +320,18 @@ pub fn curate(
                 message,
             })?;
     }
+    let mut teacher_logs = Vec::new();
+    for step in &config.steps {
+        if let Step::Teacher { logs, .. } = step {
+            let path = if logs.is_absolute() {
+                logs.clone()
+            } else {
+                config.base.join(logs)
+            };
+            teacher_logs.push(crate::teacher::TeacherLog::read(&path)?);
+        }
+    }
+    let mut teacher_logs = teacher_logs.into_iter();
     let task = dataset.manifest.task;
     let mut rows = std::mem::take(&mut dataset.examples);
     let mut removed = Vec::new();
@@ -294,14 +341,32 @@ pub fn curate(
         let start = Instant::now();
         let rows_in = rows.len() as u64;
         let removed_before = removed.len();
-        let details = run_step(
-            step,
-            task,
-            config.seed,
-            &mut rows,
-            &mut removed,
-            &mut conflicts,
-        );
+        let details = if let Step::Teacher {
+            min_confidence,
+            missing,
+            disagree,
+            ..
+        } = step
+        {
+            let log = teacher_logs
+                .next()
+                .ok_or_else(|| crate::DataError::Config {
+                    context: "curate step `teacher`".into(),
+                    message: "teacher log not loaded".into(),
+                })?;
+            let verdicts = log.judge(&rows, *min_confidence, *missing, *disagree);
+            take_rows(&mut rows, &verdicts.drop, "teacher", &mut removed);
+            verdicts.details
+        } else {
+            run_step(
+                step,
+                task,
+                config.seed,
+                &mut rows,
+                &mut removed,
+                &mut conflicts,
+            )
+        };
         let seconds = start.elapsed().as_secs_f64();
         let report = StepReport {
             step: step.name().to_string(),
@@ -653,6 +718,8 @@ fn run_step(
             }
             json!({ "assigned": assigned, "kept": rows.len() as u64 - assigned })
         }
+        // Runs in `curate` itself (it needs the teacher log loaded up front).
+        Step::Teacher { .. } => serde_json::Value::Null,
         Step::LeakageCheck {
             threshold,
             num_perm,

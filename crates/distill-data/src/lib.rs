@@ -24,9 +24,11 @@ pub mod dataset;
 pub mod error;
 pub mod import;
 pub mod minhash;
+pub mod open;
 pub mod pii;
 pub mod read;
 pub mod stats;
+pub mod teacher;
 pub mod text;
 
 pub use error::{DataError, Result};

@@ -19,8 +19,8 @@ pub struct ExperimentConfig {
     /// an unsplit dataset its train/val/test split). Relative to this file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curate: Option<PathBuf>,
-    /// Teacher soft labels: JSONL of `{"id": .., "probs": {label: p}}` joined on
-    /// example id. Relative to this file.
+    /// Teacher soft labels joined on example id: a teacher-log directory from
+    /// `distill teach`, or JSONL of `{"id": .., "probs": {label: p}}`. Relative to this file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<PathBuf>,
     /// Master seed: init, shuffling, dropout and the validation carve-out derive from it.

@@ -4,8 +4,6 @@ use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use distill_core::hash::{seeded_u64, sha256_file, unit_interval};
 use distill_core::types::{Example, Split, Task};
-use distill_data::dataset::Dataset;
-use distill_data::import::{DataConfig, import};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use std::io::BufRead;
@@ -70,46 +68,6 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Load the dataset a config names: a dataset directory or a data config.
-pub fn load_dataset(path: &Path) -> Result<Dataset> {
-    if !path.exists() {
-        return Err(Error::Input(format!(
-            "dataset {} does not exist: import one with `distill data import --config configs/data/<name>.toml --out <dir>`, or point `dataset` at a data config",
-            path.display()
-        )));
-    }
-    if path.is_dir() {
-        return Ok(Dataset::load(path)?);
-    }
-    if path.extension().is_some_and(|e| e == "toml") {
-        let config = DataConfig::load(path, &[])?;
-        let outcome = import(&config)?;
-        if !outcome.rejects.is_empty() {
-            eprintln!(
-                "note: importing {}: {} rows rejected (run `distill data import` to see them)",
-                path.display(),
-                outcome.rejects.len()
-            );
-        }
-        let mut dataset = outcome.dataset;
-        fingerprint(&mut dataset, path)?;
-        return Ok(dataset);
-    }
-    Err(Error::Input(format!(
-        "dataset {}: expected a dataset directory (with dataset.json) or a data config (.toml)",
-        path.display()
-    )))
-}
-
-/// Refresh counts and record the hash `distill data import` would record for these rows.
-fn fingerprint(dataset: &mut Dataset, path: &Path) -> Result<()> {
-    dataset.refresh();
-    let bytes = distill_data::dataset::examples_to_parquet(&dataset.examples)
-        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-    dataset.manifest.examples_sha256 = distill_core::hash::sha256_hex(&bytes);
-    Ok(())
-}
-
 fn gold_of(ex: &Example, task: Task, index: &FxHashMap<&str, usize>, n: usize) -> Gold {
     match task {
         Task::Multilabel => match &ex.labels {
@@ -136,10 +94,22 @@ struct TeacherLine {
     id: String,
     #[serde(default)]
     probs: Option<std::collections::BTreeMap<String, f64>>,
+    /// Set on failed teacher-log records (`distill teach`): no usable answer.
+    #[serde(default)]
+    error: Option<serde_json::Value>,
 }
 
-/// Read teacher soft labels keyed by example id. Unknown labels are an error.
+/// Read teacher soft labels keyed by example id: a JSONL file or a teacher-log
+/// directory (`logs.jsonl` from `distill teach`). Failed records are skipped;
+/// the last record of an id wins. Unknown labels are an error.
 pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, Vec<f32>>> {
+    let joined;
+    let path = if path.is_dir() {
+        joined = path.join("logs.jsonl");
+        joined.as_path()
+    } else {
+        path
+    };
     let index: FxHashMap<&str, usize> = labels
         .iter()
         .enumerate()
@@ -156,7 +126,10 @@ pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, 
         }
         let rec: TeacherLine = serde_json::from_str(&line)
             .map_err(|e| Error::Input(format!("{}: invalid teacher record: {e}", at())))?;
-        // Records without probs (failed calls) carry no soft label.
+        // Failed records and records without probs carry no soft label.
+        if rec.error.is_some() {
+            continue;
+        }
         let Some(probs) = rec.probs else { continue };
         let mut v = vec![0f32; labels.len()];
         for (label, p) in probs {
@@ -190,13 +163,8 @@ impl TrainData {
     pub fn load(config: &ExperimentConfig, base: &Path) -> Result<Self> {
         let path = resolve(base, &config.dataset);
         let path = std::fs::canonicalize(&path).unwrap_or(path);
-        let mut dataset = load_dataset(&path)?;
-        if let Some(c) = &config.curate {
-            let cpath = resolve(base, c);
-            let curate_config = distill_data::curate::CurateConfig::load(&cpath, &[])?;
-            dataset = distill_data::curate::curate(dataset, &curate_config, |_| {})?.dataset;
-            fingerprint(&mut dataset, &path)?;
-        }
+        let curate = config.curate.as_ref().map(|c| resolve(base, c));
+        let dataset = distill_data::open::open_dataset(&path, curate.as_deref())?;
         let task = dataset.manifest.task;
         if task == Task::Extract {
             return Err(Error::Input(format!(
@@ -221,7 +189,12 @@ impl TrainData {
             Some(t) => {
                 let tp = resolve(base, t);
                 let map = read_teacher(&tp, &labels)?;
-                let sha = sha256_file(&tp)?;
+                let file = if tp.is_dir() {
+                    tp.join("logs.jsonl")
+                } else {
+                    tp.clone()
+                };
+                let sha = sha256_file(&file)?;
                 let info = TeacherInfo {
                     path: tp,
                     sha256: sha,

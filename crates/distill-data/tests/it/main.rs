@@ -35,6 +35,7 @@ fn split_only(seed: u64) -> CurateConfig {
             test: 0.15,
             keep_existing: false,
         }],
+        base: Default::default(),
     }
 }
 
@@ -89,7 +90,7 @@ proptest! {
     #[test]
     fn dedup_is_idempotent(base in texts()) {
         let rows: Vec<Example> = base.iter().map(|(t, l)| example(t, l)).collect();
-        let config = CurateConfig { seed: 1, steps: dedup_steps() };
+        let config = CurateConfig { seed: 1, steps: dedup_steps(), base: Default::default() };
         let once = curate(dataset(rows), &config, |_| {}).expect("curate");
         let twice = curate(once.dataset.clone(), &config, |_| {}).expect("curate");
         prop_assert_eq!(twice.removed.len(), 0);
@@ -112,6 +113,7 @@ proptest! {
                 Step::Split { train: 0.6, val: 0.2, test: 0.2, keep_existing: false },
                 Step::LeakageCheck { threshold: 0.8, num_perm: 64, shingle: 4 },
             ],
+            base: Default::default(),
         };
         let out = curate(dataset(rows), &config, |_| {}).expect("curate").dataset;
         let mut by_key: BTreeMap<String, Split> = BTreeMap::new();

@@ -1,0 +1,606 @@
+//! `distill teach` against the real llama.cpp `llama-server` (SmolLM2-135M,
+//! installed by scripts/install-teachers.sh), through a fault-injecting
+//! proxy, from production logs, and from a local trained run. SmolLM2-135M is
+//! near chance on real tasks: these tests check the plumbing, not accuracy.
+
+use super::{distill, jsonl, ok, repo, stderr};
+use distill_testkit::llama::{ALIAS, LlamaServer};
+use distill_testkit::proxy::{Fault, FaultProxy};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SMS: &str = "configs/teacher/sms_spam-smollm2.toml";
+
+fn server(parallel: usize) -> LlamaServer {
+    LlamaServer::start(parallel).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+/// `distill teach` args with --out and --set overrides.
+fn teach_args(config: &str, out: &Path, sets: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "teach".to_string(),
+        config.to_string(),
+        "--out".into(),
+        s(out),
+    ];
+    for set in sets {
+        args.push("--set".into());
+        args.push(set.clone());
+    }
+    args
+}
+
+fn teach(config: &str, out: &Path, sets: &[String]) -> std::process::Output {
+    let args = teach_args(config, out, sets);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    distill(&refs)
+}
+
+fn teach_ok(config: &str, out: &Path, sets: &[String]) -> Value {
+    let o = teach(config, out, sets);
+    assert!(o.status.success(), "teach failed: {}", stderr(&o));
+    manifest(out)
+}
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("teacher.json")).expect("teacher.json"))
+        .expect("json")
+}
+
+fn base_sets(base_url: &str, cache: &Path) -> Vec<String> {
+    vec![
+        format!("teacher.base-url=\"{base_url}\""),
+        format!("teacher.cache-dir=\"{}\"", s(cache)),
+    ]
+}
+
+fn with(mut sets: Vec<String>, more: &[&str]) -> Vec<String> {
+    sets.extend(more.iter().map(|m| m.to_string()));
+    sets
+}
+
+fn ids(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn assert_unique(records: &[Value], n: usize) {
+    let set: BTreeSet<String> = ids(records).into_iter().collect();
+    assert_eq!(records.len(), n, "one record per row");
+    assert_eq!(set.len(), n, "no duplicate ids");
+}
+
+#[test]
+fn llm_teacher_soft_labels_cache_rerun_and_log_import() {
+    let llama = server(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("cache");
+    let a = tmp.path().join("a");
+    let sets = with(
+        base_sets(&llama.base_url(), &cache),
+        &["limit=12", "teacher.concurrency=2"],
+    );
+    let m = teach_ok(SMS, &a, &sets);
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["teacher"]["model"], ALIAS);
+    assert_eq!(m["rows"], 12);
+    let c = &m["counts"];
+    assert_eq!(c["records"], 12);
+    assert_eq!(c["cached"], 0);
+    assert_eq!(
+        c["requests"].as_u64().expect("n"),
+        12 + c["retries"].as_u64().expect("n")
+    );
+    assert!(c["prompt_tokens"].as_u64().expect("n") > 12 * 20);
+    assert!(c["cost"].as_f64().expect("cost") > 0.0);
+
+    let records = jsonl(&a.join("logs.jsonl"));
+    assert_unique(&records, 12);
+    let mut with_logprobs = 0;
+    for r in &records {
+        assert_eq!(r["teacher"]["kind"], "openai");
+        assert!(r["output"].is_string());
+        assert!(r["usage"]["prompt_tokens"].as_u64().expect("n") > 20);
+        assert!(r["usage"]["completion_tokens"].as_u64().expect("n") >= 1);
+        assert!(r["latency_ms"].as_f64().expect("ms") > 0.0);
+        if let Some(probs) = r["probs"].as_object() {
+            let keys: BTreeSet<&str> = probs.keys().map(String::as_str).collect();
+            assert_eq!(keys, BTreeSet::from(["ham", "spam"]));
+            let sum: f64 = probs.values().map(|p| p.as_f64().expect("p")).sum();
+            assert!((sum - 1.0).abs() < 1e-9, "probs sum to {sum}");
+            let cov = r["coverage"].as_f64().expect("coverage");
+            assert!((0.0..=1.0).contains(&cov) && cov > 0.0, "coverage {cov}");
+            with_logprobs += usize::from(r["probs_source"] == "logprobs");
+        } else {
+            assert_eq!(r["error"]["kind"], "parse", "{r}");
+        }
+    }
+    assert!(with_logprobs > 0, "soft labels from logprobs: {records:?}");
+
+    // Same setup into a fresh directory: every answer comes from the cache.
+    let b = tmp.path().join("b");
+    let m = teach_ok(SMS, &b, &sets);
+    assert_eq!(m["counts"]["cached"], 12);
+    assert_eq!(m["counts"]["requests"], 0);
+    let again = jsonl(&b.join("logs.jsonl"));
+    let by_id: BTreeMap<String, &Value> = records
+        .iter()
+        .map(|r| (r["id"].as_str().expect("id").to_string(), r))
+        .collect();
+    for r in &again {
+        let first = by_id[r["id"].as_str().expect("id")];
+        assert_eq!(r["probs"], first["probs"]);
+        assert_eq!(r["output"], first["output"]);
+    }
+    // Same directory again: nothing left to do, the log is unchanged.
+    let before = std::fs::read(a.join("logs.jsonl")).expect("read");
+    let o = teach(SMS, &a, &sets);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming: 12 of 12"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(a.join("logs.jsonl")).expect("read"), before);
+
+    // A wrong model name is caught before any work, with a suggestion.
+    let bad = tmp.path().join("bad");
+    let o = teach(
+        SMS,
+        &bad,
+        &with(sets.clone(), &["teacher.model=\"smollm2-136m\""]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `smollm2-135m`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+
+    // Production logs: the cache holds request/response pairs in
+    // chat-completions form; replay them as a log, plus lines that match nothing.
+    let mut log = String::new();
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(&cache).expect("cache") {
+        for f in std::fs::read_dir(shard.expect("shard").path()).expect("shard") {
+            files.push(f.expect("file").path());
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 12);
+    for f in &files {
+        let v: Value = serde_json::from_slice(&std::fs::read(f).expect("read")).expect("json");
+        log.push_str(&v.to_string());
+        log.push('\n');
+    }
+    log.push_str(r#"{"request": {"messages": [{"role": "user", "content": "a text that is not in the dataset"}]}, "response": {"choices": [{"message": {"content": "ham"}}]}}"#);
+    log.push_str("\nnot json at all\n");
+    let prod = tmp.path().join("prod.jsonl");
+    std::fs::write(&prod, log).expect("write");
+    let cfg = tmp.path().join("import.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataset = \"{}\"\ncurate = \"{}\"\n[teacher]\nkind = \"import\"\npath = \"{}\"\nmatch = \"text\"\n[teacher.price]\nprompt-per-1m = 0.15\ncompletion-per-1m = 0.6\n",
+            s(&repo().join("configs/data/sms_spam.toml")),
+            s(&repo().join("configs/curate/default.toml")),
+            s(&prod)
+        ),
+    )
+    .expect("write");
+    let imp = tmp.path().join("imported");
+    let m = teach_ok(&s(&cfg), &imp, &[]);
+    assert_eq!(m["teacher"]["kind"], "import");
+    assert_eq!(m["counts"]["records"], 12);
+    let unmatched = jsonl(&imp.join("unmatched.jsonl"));
+    assert_eq!(unmatched.len(), 2, "{unmatched:?}");
+    assert!(unmatched.iter().any(|u| {
+        u["reason"]
+            .as_str()
+            .expect("r")
+            .contains("no dataset row matches")
+    }));
+    assert!(
+        unmatched
+            .iter()
+            .any(|u| u["reason"].as_str().expect("r").contains("invalid JSON"))
+    );
+    for r in jsonl(&imp.join("logs.jsonl")) {
+        let first = by_id[r["id"].as_str().expect("id")];
+        assert_eq!(
+            r["probs"], first["probs"],
+            "import scores logprobs the same way"
+        );
+        assert_eq!(r["usage"], first["usage"]);
+    }
+}
+
+#[test]
+fn extraction_answers_follow_the_json_schema() {
+    let llama = server(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("x");
+    let sets = with(
+        base_sets(&llama.base_url(), &tmp.path().join("cache")),
+        &["limit=3", "teacher.concurrency=2"],
+    );
+    let m = teach_ok("configs/teacher/snips-extract-smollm2.toml", &out, &sets);
+    assert_eq!(m["counts"]["records"], 3);
+    assert_eq!(m["params"]["json_schema"], true);
+    let fields = ["artist", "city", "playlist", "timeRange"];
+    for r in jsonl(&out.join("logs.jsonl")) {
+        assert!(r["error"].is_null(), "{r}");
+        let parsed: Value =
+            serde_json::from_str(r["output"].as_str().expect("output")).expect("output is JSON");
+        let keys: Vec<&str> = parsed
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, fields, "the schema requires exactly the fields");
+        let got: Vec<&str> = r["fields"]
+            .as_object()
+            .expect("fields")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, fields);
+        assert!(r["probs"].is_null());
+    }
+}
+
+#[test]
+fn resume_after_sigkill_keeps_exactly_one_record_per_row() {
+    let llama = server(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("k");
+    let sets = with(
+        base_sets(&llama.base_url(), &tmp.path().join("cache")),
+        &["limit=24", "teacher.concurrency=2", "teacher.cache=false"],
+    );
+    let args = teach_args(SMS, &out, &sets);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(&args)
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let logs = out.join("logs.jsonl");
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&logs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 5 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let before = std::fs::read_to_string(&logs).expect("read");
+    assert!(before.lines().count() < 24, "killed before the end");
+    // A kill in the middle of a write leaves a partial line: simulate one.
+    let complete = before
+        .rfind('\n')
+        .map(|i| &before[..=i])
+        .unwrap_or("")
+        .to_string();
+    std::fs::write(&logs, format!("{complete}{{\"id\":\"partial\",\"teach")).expect("write");
+
+    let m = teach_ok(SMS, &out, &sets);
+    assert_eq!(m["status"], "completed");
+    let after = std::fs::read_to_string(&logs).expect("read");
+    assert!(
+        after.starts_with(&complete),
+        "records from before the kill are kept as they were"
+    );
+    let records: Vec<Value> = after
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("complete JSON line"))
+        .collect();
+    assert_unique(&records, 24);
+    assert_eq!(m["counts"]["records"], 24);
+    assert_eq!(
+        m["last_run"]["resumed_from"].as_u64().expect("n"),
+        complete.lines().count() as u64
+    );
+}
+
+#[test]
+fn injected_faults_are_retried_with_exact_accounting() {
+    let llama = server(2);
+    let proxy = FaultProxy::start(
+        &llama.origin(),
+        vec![
+            Fault::Pass,
+            Fault::RateLimit { retry_after_s: 1 },
+            Fault::ServerError,
+            Fault::Pass,
+            Fault::Hang { secs: 4.0 },
+            Fault::Truncate,
+            Fault::Pass,
+            Fault::InvalidJson,
+            Fault::WrongContentType,
+            Fault::Pass,
+        ],
+    )
+    .expect("proxy");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("f");
+    let sets = with(
+        base_sets(&proxy.base_url(), &tmp.path().join("cache")),
+        &[
+            "limit=10",
+            "teacher.concurrency=2",
+            "teacher.cache=false",
+            "teacher.timeout-s=2.5",
+            "teacher.max-retries=8",
+            "teacher.backoff-initial-ms=50",
+            "teacher.backoff-max-ms=200",
+        ],
+    );
+    let m = teach_ok(SMS, &out, &sets);
+    let c = &m["counts"];
+    assert_eq!(c["records"], 10);
+    // Only the model's own answers may fail (parse), never a call.
+    let errors = c["errors"].as_object().expect("errors");
+    assert!(errors.keys().all(|k| k == "parse"), "{m}");
+    assert_eq!(
+        c["requests"].as_u64(),
+        Some(proxy.chat_requests()),
+        "every request counted"
+    );
+    assert_eq!(
+        c["retries"].as_u64(),
+        Some(proxy.faults()),
+        "every fault retried once"
+    );
+    assert!(proxy.faults() >= 6);
+    let retried = c["retried"].as_object().expect("retried");
+    for kind in ["http-429", "http-500", "timeout", "invalid-response"] {
+        assert!(
+            retried.contains_key(kind),
+            "{kind} missing from {retried:?}"
+        );
+    }
+    assert_unique(&jsonl(&out.join("logs.jsonl")), 10);
+
+    // A server that keeps failing: the records are kept with the error...
+    proxy.set_schedule(vec![Fault::ServerError]);
+    let more = with(sets.clone(), &["limit=13", "teacher.max-retries=1"]);
+    let m = teach_ok(SMS, &out, &more);
+    let parse_failed = errors.get("parse").and_then(Value::as_u64).unwrap_or(0);
+    assert_eq!(m["counts"]["records"], 13);
+    assert_eq!(m["counts"]["errors"]["http-500"], 3);
+    assert_eq!(m["counts"]["failed"].as_u64(), Some(3 + parse_failed));
+    // ... and redone by --retry-failed once it recovers; still one record per row.
+    proxy.set_schedule(vec![Fault::Pass]);
+    let mut args = teach_args(SMS, &out, &more);
+    args.push("--retry-failed".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&refs);
+    let m = manifest(&out);
+    assert!(m["counts"]["errors"].get("http-500").is_none(), "{m}");
+    assert_eq!(m["counts"]["records"], 13);
+    assert_unique(&jsonl(&out.join("logs.jsonl")), 13);
+}
+
+#[test]
+fn bad_teacher_input_exits_2_before_any_work() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dead = format!("teacher.base-url=\"http://127.0.0.1:{port}/v1\"");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![dead.clone()], "unreachable"),
+        (
+            vec![
+                dead.clone(),
+                "teacher.template=\"Classify: {labels}\"".into(),
+            ],
+            "must contain `{text}`",
+        ),
+        (
+            vec![dead.clone(), "teacher.template=\"{txt}\"".into()],
+            "must contain `{text}`",
+        ),
+        (
+            vec![dead.clone(), "teacher.system=\"{lables}\"".into()],
+            "did you mean `{labels}`",
+        ),
+        (
+            vec![
+                dead.clone(),
+                "teacher.api-key-env=\"DISTILL_TEST_UNSET_KEY\"".into(),
+            ],
+            "`DISTILL_TEST_UNSET_KEY`, which is not set",
+        ),
+        (
+            vec![dead.clone(), "teacher.top-logprobs=50".into()],
+            "at most 20",
+        ),
+        (
+            vec![dead.clone(), "teacher.temprature=0.5".into()],
+            "did you mean `temperature`",
+        ),
+    ];
+    for (i, (sets, expect)) in cases.iter().enumerate() {
+        let out = tmp.path().join(format!("o{i}"));
+        let o = teach(SMS, &out, sets);
+        assert_eq!(o.status.code(), Some(2), "{sets:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(expect),
+            "{sets:?}: expected {expect:?} in {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{sets:?}: nothing written");
+    }
+}
+
+#[test]
+fn local_teacher_curation_join_and_distillation() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exp = tmp.path().join("exp");
+    // A teacher: the sms_spam bag student, trained briefly.
+    let o = ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(&exp),
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "model.buckets=16384",
+    ]);
+    let run = PathBuf::from(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .expect("run dir")
+            .trim(),
+    );
+    let cfg = tmp.path().join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataset = \"{}\"\ncurate = \"{}\"\n[teacher]\nkind = \"local\"\nrun = \"{}\"\n",
+            s(&repo().join("configs/data/sms_spam.toml")),
+            s(&repo().join("configs/curate/default.toml")),
+            s(&run)
+        ),
+    )
+    .expect("write");
+    let logs = tmp.path().join("local");
+    let m = teach_ok(&s(&cfg), &logs, &[]);
+    assert_eq!(m["teacher"]["kind"], "local");
+    let n = m["rows"].as_u64().expect("rows");
+    assert!(n > 5000);
+    assert_eq!(m["counts"]["records"], n);
+    assert_eq!(m["counts"]["requests"], 0);
+    let records = jsonl(&logs.join("logs.jsonl"));
+    assert_unique(&records, n as usize);
+    let mut correct_format = 0;
+    for r in &records {
+        assert_eq!(r["probs_source"], "exact");
+        let probs = r["probs"].as_object().expect("probs");
+        let sum: f64 = probs.values().map(|p| p.as_f64().expect("p")).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+        let top = probs
+            .iter()
+            .max_by(|a, b| {
+                a.1.as_f64()
+                    .expect("p")
+                    .total_cmp(&b.1.as_f64().expect("p"))
+            })
+            .expect("top");
+        correct_format += usize::from(r["label"] == top.0.as_str());
+    }
+    assert_eq!(correct_format, records.len(), "label is the argmax");
+
+    // Curation joins the log: agreement per label, low-confidence rows dropped.
+    let ds = tmp.path().join("ds");
+    ok(&[
+        "data",
+        "import",
+        "--config",
+        "configs/data/sms_spam.toml",
+        "--out",
+        &s(&ds),
+    ]);
+    let ccfg = tmp.path().join("curate.toml");
+    std::fs::write(
+        &ccfg,
+        format!(
+            "seed = 42\n[[steps]]\ntype = \"normalize\"\n[[steps]]\ntype = \"redact-pii\"\n[[steps]]\ntype = \"teacher\"\nlogs = \"{}\"\nmin-confidence = 0.9\ndisagree = \"drop\"\n",
+            s(&logs)
+        ),
+    )
+    .expect("write");
+    let cur = tmp.path().join("cur");
+    let o = ok(&[
+        "data",
+        "curate",
+        &s(&ds),
+        "--config",
+        &s(&ccfg),
+        "--out",
+        &s(&cur),
+    ]);
+    assert!(
+        stderr(&o).contains("teacher-gold agreement per label"),
+        "{}",
+        stderr(&o)
+    );
+    let dm = super::manifest(&cur);
+    let step = dm["curation"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step"] == "teacher")
+        .expect("teacher step")
+        .clone();
+    let d = &step["details"];
+    let joined = d["joined"].as_u64().expect("joined");
+    assert!(joined > 5000, "{d}");
+    let acc = d["teacher_accuracy"].as_f64().expect("accuracy");
+    let per = d["agreement"].as_object().expect("agreement");
+    let (mut n_all, mut a_all) = (0, 0);
+    for v in per.values() {
+        n_all += v["n"].as_u64().expect("n");
+        a_all += v["agree"].as_u64().expect("agree");
+    }
+    assert!((acc - a_all as f64 / n_all as f64).abs() < 1e-12);
+    assert!(acc > 0.8, "a trained bag agrees with gold: {acc}");
+    let removed = jsonl(&cur.join("removed.jsonl"));
+    let disagree = d["disagree"].as_u64().expect("n");
+    assert!(removed.iter().any(|r| {
+        r["reason"]
+            .as_str()
+            .expect("r")
+            .starts_with("teacher confidence")
+    }));
+    assert_eq!(
+        removed.iter().filter(|r| r["step"] == "teacher").count() as u64,
+        step["removed"].as_u64().expect("removed")
+    );
+    assert!(disagree > 0);
+
+    // A student distils from the teacher-log directory directly.
+    let o = ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(&exp),
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "model.buckets=16384",
+        "--set",
+        &format!("teacher=\"{}\"", s(&logs)),
+    ]);
+    let run2 = PathBuf::from(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .expect("run dir")
+            .trim(),
+    );
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(run2.join("run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(info["counts"]["teacher"], info["counts"]["train"]);
+}

@@ -1,0 +1,597 @@
+//! `distill teach`: select rows, resume from the log, run the teacher, write
+//! records as they come, and summarise in `teacher.json`.
+
+use crate::config::{OpenAiSpec, TeachConfig, TeacherSpec};
+use crate::error::{Error, Result};
+use crate::interpret::Interpreter;
+use crate::openai::{Attempt, Cache, Client, Completion, backoff, request_body};
+use crate::prompt::Prompt;
+use crate::record::{
+    Counts, DatasetRef, LOGS_FILE, LogWriter, MANIFEST_FILE, RecordError, RunStats,
+    TEACHER_SCHEMA_VERSION, TeacherId, TeacherManifest, TeacherRecord,
+};
+use distill_core::hash::{seeded_u64, sha256_hex, unit_interval};
+use distill_core::types::{Example, Split, Task};
+use distill_data::dataset::Dataset;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub struct TeachRequest {
+    pub config: TeachConfig,
+    /// Directory of the config file (relative paths in it resolve from here).
+    pub base: PathBuf,
+    pub out: PathBuf,
+    /// Redo records that failed (call or parse errors).
+    pub retry_failed: bool,
+    /// Progress bar (terminal) or plain lines.
+    pub interactive: bool,
+}
+
+pub struct TeachOutcome {
+    pub out: PathBuf,
+    pub manifest: TeacherManifest,
+}
+
+pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Span labels present in a dataset (the default extraction fields).
+fn span_labels(rows: &[Example]) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for r in rows {
+        for s in r.spans.iter().flatten() {
+            set.insert(s.label.clone());
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// The rows a config selects, in processing order.
+fn select_rows<'a>(config: &TeachConfig, dataset: &'a Dataset) -> Result<Vec<&'a Example>> {
+    let mut splits = Vec::new();
+    for s in &config.splits {
+        splits.push(Split::parse(s).ok_or_else(|| {
+            Error::Input(format!(
+                "splits: unknown split `{s}` (expected train, val, test or unlabeled)"
+            ))
+        })?);
+    }
+    let mut rows: Vec<&Example> = dataset
+        .examples
+        .iter()
+        .filter(|e| splits.is_empty() || e.split.is_some_and(|s| splits.contains(&s)))
+        .collect();
+    if let Some(limit) = config.limit {
+        rows.sort_by_key(|e| (seeded_u64(config.seed, &e.id), e.id.clone()));
+        rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+fn params_hash(params: &serde_json::Value) -> String {
+    sha256_hex(serde_json::to_string(params).unwrap_or_default().as_bytes())[..16].to_string()
+}
+
+fn now() -> String {
+    distill_core::time::utc_stamp(std::time::SystemTime::now())
+}
+
+/// Run a teach config end to end.
+pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
+    let config = &req.config;
+    let dpath = resolve(&req.base, &config.dataset);
+    let dpath = std::fs::canonicalize(&dpath).unwrap_or(dpath);
+    let curate = config.curate.as_ref().map(|c| resolve(&req.base, c));
+    let dataset = distill_data::open::open_dataset(&dpath, curate.as_deref())?;
+    let task = config.task.unwrap_or(dataset.manifest.task);
+    let labels = dataset.manifest.labels.clone();
+    let rows = select_rows(config, &dataset)?;
+    if rows.is_empty() {
+        return Err(Error::Input(format!(
+            "dataset {}: no rows in splits {:?}",
+            dpath.display(),
+            config.splits
+        )));
+    }
+    let dataset_ref = DatasetRef {
+        path: dpath.display().to_string(),
+        name: dataset.manifest.name.clone(),
+        task,
+        labels: labels.clone(),
+        examples_sha256: dataset.manifest.examples_sha256.clone(),
+    };
+
+    // Everything that can be wrong with the config is checked before any work.
+    let plan = match &config.teacher {
+        TeacherSpec::Openai(spec) => {
+            spec.validate().map_err(Error::Input)?;
+            Plan::openai(spec, config, task, &labels, &dataset.examples)?
+        }
+        TeacherSpec::Local(spec) => Plan::Local(Box::new(crate::local::LocalTeacher::load(
+            &resolve(&req.base, &spec.run),
+            spec,
+            task,
+            &labels,
+        )?)),
+        TeacherSpec::Import(spec) => Plan::Import(Box::new(crate::import::Importer::new(
+            spec, &req.base, task, &labels,
+        )?)),
+    };
+    let (teacher, params) = plan.identity();
+
+    // Check the log belongs to this setup before touching it.
+    let (peek, _) = crate::record::read_log(&req.out.join(LOGS_FILE))?;
+    if let Some(first) = peek.first()
+        && first.teacher.params_hash != teacher.params_hash
+    {
+        return Err(Error::Input(format!(
+            "{} holds records of another teacher setup (params hash {} vs {} now: model, prompt or parameters changed); write to a new --out directory",
+            req.out.join(LOGS_FILE).display(),
+            first.teacher.params_hash,
+            teacher.params_hash
+        )));
+    }
+    drop(peek);
+    let (mut writer, existing) = LogWriter::open(&req.out)?;
+    let done: rustc_hash::FxHashSet<&str> = existing
+        .iter()
+        .filter(|r| !(req.retry_failed && r.failed()))
+        .map(|r| r.id.as_str())
+        .collect();
+    let todo: Vec<&Example> = rows
+        .iter()
+        .copied()
+        .filter(|e| !done.contains(e.id.as_str()))
+        .collect();
+    let resumed_from = (rows.len() - todo.len()) as u64;
+    let mut manifest = TeacherManifest {
+        schema_version: TEACHER_SCHEMA_VERSION,
+        status: "running".into(),
+        teacher: teacher.clone(),
+        params,
+        dataset: dataset_ref,
+        rows: rows.len() as u64,
+        counts: Counts::of(&existing),
+        last_run: None,
+        created_by: concat!("distill ", env!("CARGO_PKG_VERSION")).into(),
+        updated_at: now(),
+    };
+    distill_core::fsutil::write_json_atomic(&req.out.join(MANIFEST_FILE), &manifest)?;
+    drop(done);
+
+    let started = Instant::now();
+    let mut progress = Progress::new(req.interactive, rows.len() as u64, resumed_from);
+    if resumed_from > 0 {
+        progress.line(&format!(
+            "teach: resuming: {resumed_from} of {} rows already in {}",
+            rows.len(),
+            writer.path().display()
+        ));
+    }
+    let mut stats = match &plan {
+        Plan::Openai(p) => run_openai(p, &teacher, config.seed, &todo, &mut writer, &mut progress)?,
+        Plan::Local(local) => local.run(&teacher, &todo, &mut writer, &mut progress)?,
+        Plan::Import(importer) => {
+            importer.run(&teacher, &todo, &req.out, &mut writer, &mut progress)?
+        }
+    };
+    progress.finish();
+    writer.sync()?;
+    drop(writer);
+
+    // One record per id: compact when this run redid records.
+    let logs = req.out.join(LOGS_FILE);
+    let contents = crate::record::read_log_lines(&logs)?;
+    if contents.dirty {
+        crate::record::compact(&logs, &contents)?;
+    }
+    let records = contents.records;
+    stats.wall_s = started.elapsed().as_secs_f64();
+    stats.requests_per_s = stats.requests as f64 / stats.wall_s.max(1e-9);
+    stats.resumed_from = resumed_from;
+    let selected: rustc_hash::FxHashSet<&str> = rows.iter().map(|e| e.id.as_str()).collect();
+    manifest.counts = Counts::of(records.iter().filter(|r| selected.contains(r.id.as_str())));
+    manifest.status = if manifest.counts.records == rows.len() as u64 {
+        "completed".into()
+    } else {
+        "incomplete".into()
+    };
+    manifest.last_run = Some(stats);
+    manifest.updated_at = now();
+    distill_core::fsutil::write_json_atomic(&req.out.join(MANIFEST_FILE), &manifest)?;
+    Ok(TeachOutcome {
+        out: req.out,
+        manifest,
+    })
+}
+
+struct OpenAiPlan {
+    spec: OpenAiSpec,
+    client: Client,
+    prompt: Prompt,
+    interp: Interpreter,
+    cache: Option<Cache>,
+    params: serde_json::Value,
+}
+
+enum Plan {
+    Openai(Box<OpenAiPlan>),
+    Local(Box<crate::local::LocalTeacher>),
+    Import(Box<crate::import::Importer>),
+}
+
+impl Plan {
+    fn openai(
+        spec: &OpenAiSpec,
+        config: &TeachConfig,
+        task: Task,
+        labels: &[String],
+        rows: &[Example],
+    ) -> Result<Self> {
+        let fields = if spec.fields.is_empty() {
+            span_labels(rows)
+        } else {
+            spec.fields.clone()
+        };
+        if task == Task::Extract && fields.is_empty() {
+            return Err(Error::Input(
+                "extraction needs fields: set teacher.fields or use a dataset with spans".into(),
+            ));
+        }
+        let client = Client::new(spec)?;
+        if spec.preflight {
+            client.preflight(&spec.model)?;
+        }
+        let prompt = Prompt::new(spec, task, labels, &fields, rows, config.seed);
+        let interp = Interpreter::new(task, labels, &fields, spec.answer);
+        let cache = spec
+            .cache
+            .then(|| Cache::new(spec.cache_dir.clone().unwrap_or_else(Cache::default_dir)));
+        let params = serde_json::json!({
+            "base_url": spec.base_url,
+            "model": spec.model,
+            "system": prompt.system,
+            "template": prompt.template,
+            "answer": spec.answer,
+            "few_shot": prompt.shot_ids,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "logprobs": spec.logprobs,
+            "top_logprobs": spec.top_logprobs,
+            "json_schema": spec.json_schema && task == Task::Extract,
+            "fields": fields,
+            "labels": labels,
+            "seed": config.seed,
+        });
+        Ok(Plan::Openai(Box::new(OpenAiPlan {
+            spec: spec.clone(),
+            client,
+            prompt,
+            interp,
+            cache,
+            params,
+        })))
+    }
+
+    fn identity(&self) -> (TeacherId, serde_json::Value) {
+        let (kind, model, params) = match self {
+            Plan::Openai(p) => ("openai", p.spec.model.clone(), p.params.clone()),
+            Plan::Local(l) => ("local", l.model_name.clone(), l.params.clone()),
+            Plan::Import(i) => ("import", i.model_name.clone(), i.params.clone()),
+        };
+        (
+            TeacherId {
+                kind: kind.into(),
+                model,
+                params_hash: params_hash(&params),
+            },
+            params,
+        )
+    }
+}
+
+/// Shared counters for the progress line and the run stats.
+#[derive(Default)]
+struct Gauges {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    busy_ns: AtomicU64,
+    requests: AtomicU64,
+}
+
+fn run_openai(
+    plan: &OpenAiPlan,
+    teacher: &TeacherId,
+    seed: u64,
+    todo: &[&Example],
+    writer: &mut LogWriter,
+    progress: &mut Progress,
+) -> Result<RunStats> {
+    let OpenAiPlan {
+        spec,
+        client,
+        prompt,
+        interp,
+        cache,
+        ..
+    } = plan;
+    let queue: Mutex<VecDeque<&Example>> = Mutex::new(todo.iter().copied().collect());
+    let stop = AtomicBool::new(false);
+    let gauges = Gauges::default();
+    let url = format!("{}/chat/completions", spec.base_url.trim_end_matches('/'));
+    let schema = (interp.task == Task::Extract && spec.json_schema).then(|| prompt.schema());
+    let concurrency = spec.concurrency.min(todo.len()).max(1);
+    let started = Instant::now();
+    let mut stats = RunStats {
+        concurrency: spec.concurrency,
+        ..Default::default()
+    };
+    let result: Result<()> = std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel::<TeacherRecord>();
+        for worker in 0..concurrency {
+            let tx = tx.clone();
+            let (queue, stop, gauges, url, schema) = (&queue, &stop, &gauges, &url, &schema);
+            s.spawn(move || {
+                let mut jitter = Jitter(seeded_u64(seed, &format!("jitter-{worker}")));
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Some(ex) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                    else {
+                        return;
+                    };
+                    let body = request_body(spec, prompt.messages(&ex.text), schema.clone(), seed);
+                    let rec = label_one(
+                        spec,
+                        client,
+                        interp,
+                        cache.as_ref(),
+                        teacher,
+                        url,
+                        &body,
+                        ex,
+                        gauges,
+                        stop,
+                        &mut jitter,
+                    );
+                    if tx.send(rec).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for rec in rx {
+            progress.record(&rec, gauges.requests.load(Ordering::Relaxed));
+            stats.done += 1;
+            stats.cached += u64::from(rec.cached);
+            stats.failed += u64::from(rec.failed());
+            if let Err(e) = writer.append(&rec) {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    });
+    result?;
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    stats.requests = gauges.requests.load(Ordering::Relaxed);
+    stats.utilisation =
+        gauges.busy_ns.load(Ordering::Relaxed) as f64 / 1e9 / (wall * spec.concurrency as f64);
+    progress.line(&format!(
+        "teach: in flight at most {} of {} (utilisation {:.2})",
+        gauges.max_in_flight.load(Ordering::Relaxed),
+        spec.concurrency,
+        stats.utilisation
+    ));
+    Ok(stats)
+}
+
+/// Seeded jitter for backoff (splitmix64).
+struct Jitter(u64);
+
+impl Jitter {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        unit_interval(z ^ (z >> 31))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn label_one(
+    spec: &OpenAiSpec,
+    client: &Client,
+    interp: &Interpreter,
+    cache: Option<&Cache>,
+    teacher: &TeacherId,
+    url: &str,
+    body: &serde_json::Value,
+    ex: &Example,
+    gauges: &Gauges,
+    stop: &AtomicBool,
+    jitter: &mut Jitter,
+) -> TeacherRecord {
+    let mut rec = TeacherRecord::new(ex.id.clone(), teacher.clone());
+    let key = cache.map(|_| Cache::key(url, body));
+    if let (Some(cache), Some(key)) = (cache, &key)
+        && let Some(v) = cache.get(key)
+        && let Some(c) = Completion::from_json(&v)
+    {
+        interp.apply(&c, &mut rec);
+        rec.cached = true;
+        return rec;
+    }
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let t0 = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        client.wait_for_pause();
+        attempt += 1;
+        let n = gauges.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        gauges.max_in_flight.fetch_max(n, Ordering::Relaxed);
+        gauges.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
+        let outcome = client.attempt(&bytes);
+        gauges
+            .busy_ns
+            .fetch_add(sent.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
+            Attempt::Ok(v) => {
+                rec.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                rec.attempts = attempt;
+                match Completion::from_json(&v) {
+                    Some(c) => {
+                        interp.apply(&c, &mut rec);
+                        rec.cost = spec.price.cost(&rec.usage);
+                        if let (Some(cache), Some(key)) = (cache, &key)
+                            && let Err(e) = cache.put(key, body, &v)
+                        {
+                            eprintln!("warning: cache write failed: {e}");
+                        }
+                    }
+                    None => {
+                        rec.error = Some(RecordError {
+                            kind: "invalid-response".into(),
+                            message: "no choices[0]".into(),
+                        })
+                    }
+                }
+                return rec;
+            }
+            Attempt::Fatal { kind, message } => {
+                rec.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                rec.attempts = attempt;
+                rec.error = Some(RecordError { kind, message });
+                return rec;
+            }
+            Attempt::Retry {
+                kind,
+                message,
+                retry_after,
+            } => {
+                if attempt > spec.max_retries || stop.load(Ordering::Relaxed) {
+                    rec.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    rec.attempts = attempt;
+                    rec.error = Some(RecordError {
+                        kind,
+                        message: format!("{message} (after {attempt} attempts)"),
+                    });
+                    return rec;
+                }
+                rec.retried.push(kind);
+                let wait = retry_after.unwrap_or_else(|| {
+                    backoff(
+                        attempt - 1,
+                        spec.backoff_initial_ms,
+                        spec.backoff_max_ms,
+                        jitter.next(),
+                    )
+                });
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// Progress: a bar on a terminal, a line every 10 s otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: u64,
+    cached: u64,
+    failed: u64,
+    tokens: u64,
+    cost: f64,
+    started: Instant,
+    start_done: u64,
+    last_line: Instant,
+}
+
+impl Progress {
+    pub fn new(interactive: bool, total: u64, done: u64) -> Self {
+        let bar = interactive.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} teach [{bar:30}] {pos}/{len}  {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_position(done);
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done,
+            cached: 0,
+            failed: 0,
+            tokens: 0,
+            cost: 0.0,
+            started: Instant::now(),
+            start_done: done,
+            last_line: Instant::now(),
+        }
+    }
+
+    pub fn record(&mut self, rec: &TeacherRecord, requests: u64) {
+        self.done += 1;
+        self.cached += u64::from(rec.cached);
+        self.failed += u64::from(rec.failed());
+        if !rec.cached {
+            self.tokens += rec.usage.prompt_tokens + rec.usage.completion_tokens;
+            self.cost += rec.cost;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let msg = format!(
+            "cached {}  failed {}  {:.1} req/s  {} tok  ${:.4}",
+            self.cached,
+            self.failed,
+            requests as f64 / elapsed,
+            self.tokens,
+            self.cost
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.done);
+                bar.set_message(msg);
+            }
+            None => {
+                if self.last_line.elapsed() >= Duration::from_secs(10) || self.done == self.total {
+                    self.last_line = Instant::now();
+                    let rate = (self.done - self.start_done) as f64 / elapsed;
+                    let eta = (self.total - self.done) as f64 / rate.max(1e-9);
+                    eprintln!("teach: {}/{}  {msg}  ETA {eta:.0}s", self.done, self.total);
+                }
+            }
+        }
+    }
+
+    pub fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
