@@ -12,4 +12,8 @@ bench-curate:
 bench-train:
     bash bench/train.sh
 
-bench: bench-curate bench-train
+# Teacher collection: client overhead (vs Python requests) and concurrency against llama-server.
+bench-teach:
+    bash bench/teach.sh
+
+bench: bench-curate bench-train bench-teach

@@ -15,9 +15,10 @@ pub fn open_dataset(path: &Path, curate: Option<&Path>) -> Result<Dataset> {
         message,
     };
     if !path.exists() {
-        return Err(config_error(
-            "does not exist: import one with `distill data import --config configs/data/<name>.toml --out <dir>`, or point `dataset` at a data config".into(),
-        ));
+        return Err(DataError::Config {
+            context: format!("dataset {} does not exist", path.display()),
+            message: "import one with `distill data import --config configs/data/<name>.toml --out <dir>`, or point `dataset` at a data config".into(),
+        });
     }
     let mut dataset = if path.is_dir() {
         Dataset::load(path)?

@@ -324,6 +324,12 @@ fn run_openai(
         cache,
         ..
     } = plan;
+    if todo.is_empty() {
+        return Ok(RunStats {
+            concurrency: plan.spec.concurrency,
+            ..Default::default()
+        });
+    }
     let queue: Mutex<VecDeque<&Example>> = Mutex::new(todo.iter().copied().collect());
     let stop = AtomicBool::new(false);
     let gauges = Gauges::default();
