@@ -13,12 +13,11 @@ use crate::record::{
 use distill_core::hash::{seeded_u64, sha256_hex, unit_interval};
 use distill_core::types::{Example, Split, Task};
 use distill_data::dataset::Dataset;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct TeachRequest {
     pub config: TeachConfig,
@@ -515,7 +514,7 @@ fn label_one(
 
 /// Progress: a bar on a terminal, a line every 10 s otherwise.
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    bar: distill_core::progress::Bar,
     total: u64,
     done: u64,
     cached: u64,
@@ -524,25 +523,17 @@ pub struct Progress {
     cost: f64,
     started: Instant,
     start_done: u64,
-    last_line: Instant,
 }
 
 impl Progress {
     pub fn new(interactive: bool, total: u64, done: u64) -> Self {
-        let bar = interactive.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} teach [{bar:30}] {pos}/{len}  {msg}  ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_position(done);
-            bar
-        });
         Progress {
-            bar,
+            bar: distill_core::progress::Bar::new(
+                interactive,
+                total,
+                done,
+                "{spinner} teach [{bar:30}] {pos}/{len}  {msg}  ETA {eta}",
+            ),
             total,
             done,
             cached: 0,
@@ -551,7 +542,6 @@ impl Progress {
             cost: 0.0,
             started: Instant::now(),
             start_done: done,
-            last_line: Instant::now(),
         }
     }
 
@@ -572,32 +562,19 @@ impl Progress {
             self.tokens,
             self.cost
         );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(self.done);
-                bar.set_message(msg);
-            }
-            None => {
-                if self.last_line.elapsed() >= Duration::from_secs(10) || self.done == self.total {
-                    self.last_line = Instant::now();
-                    let rate = (self.done - self.start_done) as f64 / elapsed;
-                    let eta = (self.total - self.done) as f64 / rate.max(1e-9);
-                    eprintln!("teach: {}/{}  {msg}  ETA {eta:.0}s", self.done, self.total);
-                }
-            }
-        }
+        let (done, total) = (self.done, self.total);
+        let rate = (done - self.start_done) as f64 / elapsed;
+        self.bar.update(done, None, msg, done == total, |msg| {
+            let eta = (total - done) as f64 / rate.max(1e-9);
+            format!("teach: {done}/{total}  {msg}  ETA {eta:.0}s")
+        });
     }
 
     pub fn line(&self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
-        }
+        self.bar.line(text);
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish();
     }
 }

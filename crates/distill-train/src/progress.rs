@@ -1,12 +1,10 @@
-//! Progress on stderr: a bar on a terminal, periodic plain lines otherwise.
+//! Training progress on stderr: a bar on a terminal, periodic plain lines otherwise.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::time::{Duration, Instant};
+use distill_core::progress::Bar;
+use std::time::Instant;
 
 pub struct Progress {
-    bar: Option<ProgressBar>,
-    last_line: Instant,
-    every: Duration,
+    bar: Bar,
     total: u64,
     started: Instant,
     start_step: u64,
@@ -14,22 +12,13 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(interactive: bool, total: u64, start_step: u64) -> Self {
-        let bar = interactive.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_position(start_step);
-            bar
-        });
         Progress {
-            bar,
-            last_line: Instant::now(),
-            every: Duration::from_secs(10),
+            bar: Bar::new(
+                interactive,
+                total,
+                start_step,
+                "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
+            ),
             total,
             started: Instant::now(),
             start_step,
@@ -46,39 +35,30 @@ impl Progress {
         ex_per_s: f64,
     ) {
         let msg = format!("loss {loss:.4}  lr {lr:.2e}  {ex_per_s:.0} ex/s");
-        match &self.bar {
-            Some(bar) => {
-                bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-                bar.set_message(msg);
-                bar.set_position(step);
-            }
-            None => {
-                if self.last_line.elapsed() >= self.every {
-                    self.last_line = Instant::now();
-                    let done = step.saturating_sub(self.start_step).max(1) as f64;
-                    let left = self.total.saturating_sub(step) as f64;
-                    let eta = self.started.elapsed().as_secs_f64() / done * left;
-                    eprintln!(
-                        "train: epoch {}/{epochs} step {step}/{} {msg} ETA {eta:.0}s",
-                        epoch + 1,
-                        self.total
-                    );
-                }
-            }
-        }
+        let (total, started, start_step) = (self.total, self.started, self.start_step);
+        self.bar.update(
+            step,
+            Some(format!("{}/{epochs}", epoch + 1)),
+            msg,
+            false,
+            |msg| {
+                let done = step.saturating_sub(start_step).max(1) as f64;
+                let left = total.saturating_sub(step) as f64;
+                let eta = started.elapsed().as_secs_f64() / done * left;
+                format!(
+                    "train: epoch {}/{epochs} step {step}/{total} {msg} ETA {eta:.0}s",
+                    epoch + 1
+                )
+            },
+        );
     }
 
     /// A line that must not be overwritten by the bar.
     pub fn line(&self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
-        }
+        self.bar.line(text);
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish();
     }
 }

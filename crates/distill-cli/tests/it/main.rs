@@ -24,6 +24,28 @@ fn distill(args: &[&str]) -> Output {
         .expect("run distill")
 }
 
+/// Start `distill` in the background (for kill-and-resume tests).
+fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn distill")
+}
+
+/// The last stdout line: the output directory every producing command prints.
+fn last_line_path(out: &Output) -> PathBuf {
+    PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("stdout names the output directory")
+            .trim(),
+    )
+}
+
 fn ok(args: &[&str]) -> Output {
     let out = distill(args);
     assert!(

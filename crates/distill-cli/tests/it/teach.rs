@@ -8,8 +8,7 @@ use distill_testkit::llama::{ALIAS, LlamaServer};
 use distill_testkit::proxy::{Fault, FaultProxy};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SMS: &str = "configs/teacher/sms_spam-smollm2.toml";
@@ -52,6 +51,21 @@ fn teach_ok(config: &str, out: &Path, sets: &[String]) -> Value {
 fn manifest(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("teacher.json")).expect("teacher.json"))
         .expect("json")
+}
+
+/// A teach config over sms_spam (default curation) with this `[teacher]` body.
+fn sms_config(dir: &Path, name: &str, teacher: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "dataset = \"{}\"\ncurate = \"{}\"\n[teacher]\n{teacher}",
+            s(&repo().join("configs/data/sms_spam.toml")),
+            s(&repo().join("configs/curate/default.toml")),
+        ),
+    )
+    .expect("write config");
+    s(&path)
 }
 
 fn base_sets(base_url: &str, cache: &Path) -> Vec<String> {
@@ -183,19 +197,16 @@ fn llm_teacher_soft_labels_cache_rerun_and_log_import() {
     log.push_str("\nnot json at all\n");
     let prod = tmp.path().join("prod.jsonl");
     std::fs::write(&prod, log).expect("write");
-    let cfg = tmp.path().join("import.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dataset = \"{}\"\ncurate = \"{}\"\n[teacher]\nkind = \"import\"\npath = \"{}\"\nmatch = \"text\"\n[teacher.price]\nprompt-per-1m = 0.15\ncompletion-per-1m = 0.6\n",
-            s(&repo().join("configs/data/sms_spam.toml")),
-            s(&repo().join("configs/curate/default.toml")),
+    let cfg = sms_config(
+        tmp.path(),
+        "import.toml",
+        &format!(
+            "kind = \"import\"\npath = \"{}\"\nmatch = \"text\"\n[teacher.price]\nprompt-per-1m = 0.15\ncompletion-per-1m = 0.6\n",
             s(&prod)
         ),
-    )
-    .expect("write");
+    );
     let imp = tmp.path().join("imported");
-    let m = teach_ok(&s(&cfg), &imp, &[]);
+    let m = teach_ok(&cfg, &imp, &[]);
     assert_eq!(m["teacher"]["kind"], "import");
     assert_eq!(m["counts"]["records"], 12);
     let unmatched = jsonl(&imp.join("unmatched.jsonl"));
@@ -266,13 +277,7 @@ fn resume_after_sigkill_keeps_exactly_one_record_per_row() {
         &["limit=24", "teacher.concurrency=2", "teacher.cache=false"],
     );
     let args = teach_args(SMS, &out, &sets);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(&args)
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = super::spawn(&args);
     let logs = out.join("logs.jsonl");
     let t0 = Instant::now();
     loop {
@@ -466,26 +471,14 @@ fn local_teacher_curation_join_and_distillation() {
         "--set",
         "model.buckets=16384",
     ]);
-    let run = PathBuf::from(
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .expect("run dir")
-            .trim(),
+    let run = super::last_line_path(&o);
+    let cfg = sms_config(
+        tmp.path(),
+        "local.toml",
+        &format!("kind = \"local\"\nrun = \"{}\"\n", s(&run)),
     );
-    let cfg = tmp.path().join("local.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dataset = \"{}\"\ncurate = \"{}\"\n[teacher]\nkind = \"local\"\nrun = \"{}\"\n",
-            s(&repo().join("configs/data/sms_spam.toml")),
-            s(&repo().join("configs/curate/default.toml")),
-            s(&run)
-        ),
-    )
-    .expect("write");
     let logs = tmp.path().join("local");
-    let m = teach_ok(&s(&cfg), &logs, &[]);
+    let m = teach_ok(&cfg, &logs, &[]);
     assert_eq!(m["teacher"]["kind"], "local");
     let n = m["rows"].as_u64().expect("rows");
     assert!(n > 5000);
@@ -592,13 +585,7 @@ fn local_teacher_curation_join_and_distillation() {
         "--set",
         &format!("teacher=\"{}\"", s(&logs)),
     ]);
-    let run2 = PathBuf::from(
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .expect("run dir")
-            .trim(),
-    );
+    let run2 = super::last_line_path(&o);
     let info: Value =
         serde_json::from_slice(&std::fs::read(run2.join("run.json")).expect("run.json"))
             .expect("json");

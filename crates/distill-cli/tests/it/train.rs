@@ -4,18 +4,10 @@
 use super::{distill, ok, repo, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run_dir(out: &std::process::Output) -> PathBuf {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("stdout names the run dir")
-            .trim(),
-    )
+    super::last_line_path(out)
 }
 
 fn run_json(dir: &Path) -> Value {
@@ -112,13 +104,7 @@ fn kill_and_resume(sets: &[&str]) {
 
     let killed_root = exp.path().join("killed");
     let args = train_args(config, &killed_root, sets);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(&args)
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = super::spawn(&args);
     let started = Instant::now();
     let killed_dir = loop {
         let found = std::fs::read_dir(killed_root.join("banking77-bag"))
