@@ -16,4 +16,8 @@ bench-train:
 bench-teach:
     bash bench/teach.sh
 
-bench: bench-curate bench-train bench-teach
+# Evaluation: distill eval on banking77 (target under 2 s), scikit-learn metrics for reference.
+bench-eval:
+    bash bench/eval.sh
+
+bench: bench-curate bench-train bench-teach bench-eval

@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
 
 mod data;
+mod eval;
 mod teach;
 mod train;
 
@@ -35,6 +36,8 @@ enum Command {
     Teach(teach::TeachArgs),
     /// Train a student (fine-tuning and/or distillation) into experiments/<name>/<run-id>/.
     Train(train::TrainArgs),
+    /// Evaluate a trained run: metrics, calibration, escalation trade-off, gates (exit 1 when one fails).
+    Eval(eval::EvalArgs),
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Eval(args) => eval::run(args),
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),
@@ -113,6 +117,9 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         source.deserialize::<distill_data::import::DataConfig>()?;
     } else if source.table.contains_key("steps") {
         source.deserialize::<distill_data::curate::CurateConfig>()?;
+    } else if source.table.contains_key("cases") {
+        let suite: distill_eval::suite::Suite = source.deserialize()?;
+        suite.validate()?;
     } else if source.table.contains_key("teacher") && !source.table.contains_key("model") {
         let config: distill_teacher::config::TeachConfig = source.deserialize()?;
         if let distill_teacher::config::TeacherSpec::Openai(spec) = &config.teacher {

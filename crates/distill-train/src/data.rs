@@ -247,15 +247,6 @@ impl TrainData {
             t.joined = train.iter().filter(|r| r.teacher.is_some()).count();
             t
         });
-        if let Some(t) = &teacher
-            && t.joined == 0
-        {
-            return Err(Error::Input(format!(
-                "teacher file {}: none of its {} records matches a training example id",
-                t.path.display(),
-                t.records
-            )));
-        }
         if train.is_empty() {
             return Err(Error::Input(format!(
                 "dataset {}: the training split is empty (no labelled train rows{})",

@@ -53,6 +53,15 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let mut config = req.config;
     config.validate().map_err(Error::Input)?;
     let data = TrainData::load(&config, &req.base_dir)?;
+    if let Some(t) = &data.teacher
+        && t.joined == 0
+    {
+        return Err(Error::Input(format!(
+            "teacher file {}: none of its {} records matches a training example id",
+            t.path.display(),
+            t.records
+        )));
+    }
     // Store absolute paths so that `--resume` works from any directory.
     config.dataset = absolute(&data.info.path);
     if let Some(c) = &config.curate {

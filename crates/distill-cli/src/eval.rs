@@ -1,0 +1,72 @@
+//! `distill eval`: run evaluation suites on a trained run.
+
+use crate::{CmdResult, Failure};
+use clap::Args;
+use distill_core::config::ConfigSource;
+use distill_eval::suite::Suite;
+use distill_eval::{EvalRequest, evaluate};
+use distill_model::device::DeviceKind;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A run directory (experiments/<name>/<run-id>).
+    run: PathBuf,
+    /// A suite (configs/suites/<name>.toml); repeatable. Default: the run's dataset, test split.
+    #[arg(long = "suite")]
+    suites: Vec<PathBuf>,
+    /// Override a suite key: --set cases.0.split=val (repeatable; applies to every suite).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// cpu | ndarray | wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
+    /// text (a summary) or json (the full reports).
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+pub fn run(args: EvalArgs) -> CmdResult {
+    if !["text", "json"].contains(&args.format.as_str()) {
+        return Err(anyhow::anyhow!("--format {}: expected text or json", args.format).into());
+    }
+    let mut suites: Vec<(Suite, PathBuf)> = Vec::new();
+    for path in &args.suites {
+        let mut source = ConfigSource::load(path)?;
+        source.apply_overrides(&args.sets)?;
+        let suite: Suite = source.deserialize()?;
+        suites.push((suite, source.base_dir()));
+    }
+    if suites.is_empty() {
+        suites.push((Suite::default_for_run(), PathBuf::from(".")));
+    }
+    let mut failed = Vec::new();
+    let mut reports = Vec::new();
+    for (suite, base) in suites {
+        let report = evaluate(&EvalRequest {
+            run: args.run.clone(),
+            suite,
+            suite_base: base,
+            device: args.device,
+        })?;
+        if args.format == "text" {
+            eprint!("{}", distill_eval::report::summary(&report));
+            println!("{}", report.out.display());
+        }
+        if !report.passed {
+            failed.push(report.suite.clone());
+        }
+        reports.push(report);
+    }
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Gate(format!(
+            "suite(s) {}: see report.md",
+            failed.join(", ")
+        )))
+    }
+}

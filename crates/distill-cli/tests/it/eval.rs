@@ -1,0 +1,229 @@
+//! `distill eval`: the shipped suites on freshly trained runs, gates driving
+//! the exit code, the cascade against a teacher log, and the bad-input cases.
+
+use super::{distill, jsonl, last_line_path, ok, repo, stderr};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+fn train(config: &str, exp: &Path) -> PathBuf {
+    last_line_path(&ok(&["train", config, "--experiments", &s(exp)]))
+}
+
+fn report(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
+        .expect("json")
+}
+
+#[test]
+fn banking77_suite_reports_calibration_operating_points_and_a_cascade() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = train("configs/exp/banking77-bag.toml", &tmp.path().join("exp"));
+    let o = ok(&["eval", &s(&run), "--suite", "configs/suites/banking77.toml"]);
+    let out = last_line_path(&o);
+    assert_eq!(out, run.join("eval").join("banking77"));
+    let r = report(&out);
+    assert_eq!(r["passed"], true);
+    let c = &r["cases"][0];
+    let m = &c["metrics"];
+    assert_eq!(c["n"], 3080);
+    let acc = m["accuracy"].as_f64().expect("accuracy");
+    // The run's own test accuracy (run.json) and eval's must agree exactly.
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(Some(acc), info["metrics"]["test_accuracy"].as_f64());
+    assert!(m["ece_calibrated"].as_f64().expect("ece") < m["ece"].as_f64().expect("ece"));
+    assert!(
+        run.join("calibration.json").is_file(),
+        "temperature stored with the run"
+    );
+    // Operating points: certified on val, and on test the handled accuracy is near target.
+    let ops = c["operating_points"].as_array().expect("ops");
+    let mut last_cov = 1.01;
+    for op in ops {
+        let cov = op["coverage"].as_f64().expect("coverage");
+        assert!((0.0..=1.0).contains(&cov));
+        assert!(cov <= last_cov, "higher targets keep less traffic local");
+        last_cov = cov;
+        if let Some(ub) = op["val"]["error_upper"].as_f64() {
+            assert!(ub <= 1.0 - op["target_accuracy"].as_f64().expect("t") + 1e-12);
+        }
+    }
+    let preds = jsonl(&out.join("predictions.jsonl"));
+    assert_eq!(preds.len(), 3080);
+    let correct = preds.iter().filter(|p| p["gold"] == p["predicted"]).count();
+    assert_eq!(correct as f64 / 3080.0, acc);
+    for f in [
+        "report.md",
+        "reliability.svg",
+        "risk_coverage.svg",
+        "confusion.svg",
+    ] {
+        let text = std::fs::read_to_string(out.join(f)).expect(f);
+        assert!(text.starts_with("<svg") || f == "report.md", "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).expect("md");
+    assert!(md.contains("Escalation") && md.contains("![reliability.svg](reliability.svg)"));
+
+    // The cascade: the run teaching itself (a local teacher) must agree 100%
+    // and the cascade's accuracy must equal the student's.
+    let tcfg = tmp.path().join("teach.toml");
+    std::fs::write(
+        &tcfg,
+        format!(
+            "dataset = \"{}\"\nsplits = [\"test\"]\n[teacher]\nkind = \"local\"\nrun = \"{}\"\n",
+            s(&repo().join("configs/data/banking77.toml")),
+            s(&run)
+        ),
+    )
+    .expect("write");
+    let logs = tmp.path().join("self-teacher");
+    ok(&["teach", &s(&tcfg), "--out", &s(&logs)]);
+    let suite = tmp.path().join("cascade.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "name = \"cascade\"\n[[cases]]\nname = \"test\"\ndataset = \"{}\"\nteacher = \"{}\"\ntargets = [0.95]\nlatency = false\n",
+            s(&repo().join("configs/data/banking77.toml")),
+            s(&logs)
+        ),
+    )
+    .expect("write");
+    let out = last_line_path(&ok(&["eval", &s(&run), "--suite", &s(&suite)]));
+    let m = &report(&out)["cases"][0]["metrics"];
+    assert_eq!(m["teacher_agreement"], 1.0);
+    assert_eq!(m["cascade_accuracy@0.95"].as_f64(), Some(acc));
+    let local = m["local_share@0.95"].as_f64().expect("local");
+    assert!(local > 0.5 && local < 1.0, "{local}");
+}
+
+#[test]
+fn clinc150_suite_measures_out_of_scope_detection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = train("configs/exp/clinc150-bag.toml", &tmp.path().join("exp"));
+    let out = last_line_path(&ok(&[
+        "eval",
+        &s(&run),
+        "--suite",
+        "configs/suites/clinc150.toml",
+    ]));
+    let m = &report(&out)["cases"][0]["metrics"];
+    let auroc = m["oos_auroc"].as_f64().expect("auroc");
+    assert!(auroc > 0.75 && auroc <= 1.0, "{auroc}");
+    let ins = m["in_scope_accuracy"].as_f64().expect("in-scope");
+    assert!(
+        ins > m["accuracy"].as_f64().expect("acc"),
+        "oos rows are the hard ones"
+    );
+    let recall = m["oos_recall"].as_f64().expect("recall");
+    assert!(
+        recall >= m["oos_recall_predicted"].as_f64().expect("r"),
+        "escalation adds to predicted oos"
+    );
+}
+
+#[test]
+fn failing_gates_exit_1_and_bad_input_exits_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = train("configs/exp/sms_spam-bag.toml", &tmp.path().join("exp"));
+    let write = |name: &str, body: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        s(&p)
+    };
+    let data = s(&repo().join("configs/data/sms_spam.toml"));
+    let cur = s(&repo().join("configs/curate/default.toml"));
+    let strict = write(
+        "strict.toml",
+        &format!(
+            "name = \"strict\"\n[[cases]]\nname = \"t\"\ndataset = \"{data}\"\ncurate = \"{cur}\"\ngates = [\"accuracy >= 0.999\", \"ece <= 0.5\"]\n"
+        ),
+    );
+    let o = distill(&["eval", &s(&run), "--suite", &strict]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gate accuracy >= 0.999: FAIL"),
+        "{}",
+        stderr(&o)
+    );
+    let md = std::fs::read_to_string(run.join("eval/strict/report.md")).expect("md");
+    assert!(md.contains("**FAIL**") && md.contains("| pass |"));
+
+    let cases: Vec<(String, Vec<String>, &str)> = vec![
+        (s(tmp.path()), vec![], "not a run directory"),
+        (
+            s(&run),
+            vec![
+                "--suite".into(),
+                write(
+                    "split.toml",
+                    "name = \"x\"\n[[cases]]\nname = \"t\"\nsplit = \"validation\"\n",
+                ),
+            ],
+            "split `validation` is not one of test, val, train",
+        ),
+        (
+            s(&run),
+            vec![
+                "--suite".into(),
+                write(
+                    "labels.toml",
+                    &format!(
+                        "name = \"x\"\n[[cases]]\nname = \"t\"\ndataset = \"{}\"\n",
+                        s(&repo().join("configs/data/banking77.toml"))
+                    ),
+                ),
+            ],
+            "differs from the run's",
+        ),
+        (
+            s(&run),
+            vec![
+                "--suite".into(),
+                write(
+                    "gate.toml",
+                    "name = \"x\"\n[[cases]]\nname = \"t\"\ngates = [\"acuracy >= 0.5\"]\n",
+                ),
+            ],
+            "did you mean `accuracy`",
+        ),
+        (
+            s(&run),
+            vec![
+                "--suite".into(),
+                write(
+                    "oos.toml",
+                    "name = \"x\"\n[[cases]]\nname = \"t\"\noos-label = \"oos\"\n",
+                ),
+            ],
+            "oos-label `oos` is not a label",
+        ),
+    ];
+    // A run directory whose model is gone.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    std::fs::copy(
+        run.join("config.resolved.toml"),
+        broken.join("config.resolved.toml"),
+    )
+    .expect("copy");
+    let o = distill(&["eval", &s(&broken)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no trained model"), "{}", stderr(&o));
+    for (dir, extra, expect) in cases {
+        let mut args = vec!["eval".to_string(), dir];
+        args.extend(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = distill(&refs);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(expect),
+            "{args:?}: expected {expect:?} in {}",
+            stderr(&o)
+        );
+    }
+}
