@@ -50,7 +50,7 @@ pub fn run(args: EvalArgs) -> CmdResult {
             device: args.device,
         })?;
         if args.format == "text" {
-            eprint!("{}", distill_eval::report::summary(&report));
+            print!("{}", distill_eval::report::summary(&report));
             println!("{}", report.out.display());
         }
         if !report.passed {

@@ -146,7 +146,7 @@ fn failing_gates_exit_1_and_bad_input_exits_2() {
     let o = distill(&["eval", &s(&run), "--suite", &strict]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("gate accuracy >= 0.999: FAIL"),
+        String::from_utf8_lossy(&o.stdout).contains("gate accuracy >= 0.999: FAIL"),
         "{}",
         stderr(&o)
     );
