@@ -20,4 +20,8 @@ bench-teach:
 bench-eval:
     bash bench/eval.sh
 
-bench: bench-curate bench-train bench-teach bench-eval
+# Compare: distill compare over 200 runs (target under 1 s).
+bench-compare:
+    bash bench/compare.sh
+
+bench: bench-curate bench-train bench-teach bench-eval bench-compare

@@ -3,6 +3,7 @@
 //! stdout carries data (tables, JSON, the output path); progress and logs go
 //! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
 
+mod compare;
 mod data;
 mod eval;
 mod teach;
@@ -38,6 +39,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a trained run: metrics, calibration, escalation trade-off, gates (exit 1 when one fails).
     Eval(eval::EvalArgs),
+    /// Compare runs: the config keys that differ, metrics with deltas, seeds grouped (mean ± std).
+    Compare(compare::CompareArgs),
+    /// Train (and evaluate) every point of a grid over an experiment config; resumable.
+    Sweep(compare::SweepArgs),
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -89,6 +94,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Eval(args) => eval::run(args),
+        Command::Compare(args) => compare::run_compare(args),
+        Command::Sweep(args) => compare::run_sweep(args),
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),

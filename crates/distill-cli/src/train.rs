@@ -83,6 +83,7 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
         base_dir,
         experiments_dir: args.experiments,
         resume: args.resume,
+        run_id: None,
         interactive: crate::interactive(),
     })
     .context("training failed")?;

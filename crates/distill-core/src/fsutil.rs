@@ -66,6 +66,57 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// Paths matching `pattern`, whose components may hold `*` (sorted; no `**`).
+pub fn glob(pattern: &Path) -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let mut current = vec![PathBuf::new()];
+    for component in pattern.components() {
+        let part = component.as_os_str().to_string_lossy().into_owned();
+        let mut next = Vec::new();
+        for base in &current {
+            if !part.contains('*') {
+                next.push(base.join(&part));
+                continue;
+            }
+            let listing = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base.as_path()
+            };
+            let Ok(entries) = std::fs::read_dir(listing) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if wildcard_match(&part, &name) {
+                    next.push(base.join(&name));
+                }
+            }
+        }
+        current = next;
+    }
+    let mut out: Vec<PathBuf> = current.into_iter().filter(|p| p.exists()).collect();
+    out.sort();
+    out
+}
+
+/// `*` matches any run of characters (including none); everything else is literal.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,34 +225,10 @@ fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     if !pattern.contains('*') {
         return Ok(vec![full]);
     }
-    let mut current = vec![PathBuf::new()];
-    for component in full.components() {
-        let part = component.as_os_str().to_string_lossy().into_owned();
-        let mut next = Vec::new();
-        for base in &current {
-            if !part.contains('*') {
-                next.push(base.join(&part));
-                continue;
-            }
-            let listing = if base.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                base.as_path()
-            };
-            let Ok(entries) = std::fs::read_dir(listing) else {
-                continue;
-            };
-            for entry in entries.filter_map(|e| e.ok()) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if wildcard_match(&part, &name) {
-                    next.push(base.join(&name));
-                }
-            }
-        }
-        current = next;
-    }
-    let mut out: Vec<PathBuf> = current.into_iter().filter(|p| p.is_file()).collect();
-    out.sort();
+    let out: Vec<PathBuf> = distill_core::fsutil::glob(&full)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
     if out.is_empty() {
         return Err(DataError::MissingFile {
             path: full,
@@ -260,22 +236,6 @@ fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
         });
     }
     Ok(out)
-}
-
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 /// Run an import: read every source, map rows, collect rejects.
@@ -753,14 +713,14 @@ mod tests {
 
     #[test]
     fn wildcard() {
-        assert!(wildcard_match(
+        assert!(distill_core::fsutil::wildcard_match(
             "train_*_full.json",
             "train_GetWeather_full.json"
         ));
-        assert!(!wildcard_match(
+        assert!(!distill_core::fsutil::wildcard_match(
             "train_*_full.json",
             "validate_GetWeather.json"
         ));
-        assert!(wildcard_match("*.csv", "a.csv"));
+        assert!(distill_core::fsutil::wildcard_match("*.csv", "a.csv"));
     }
 }

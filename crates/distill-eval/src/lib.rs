@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod calibrate;
+pub mod compare;
 pub mod error;
 pub mod eval;
 pub mod plots;
@@ -16,6 +17,7 @@ pub mod report;
 pub mod select;
 pub mod stats;
 pub mod suite;
+pub mod sweep;
 
 pub use error::{Error, Result};
 pub use eval::{EvalRequest, SuiteReport, evaluate};

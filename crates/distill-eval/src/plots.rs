@@ -219,3 +219,184 @@ pub fn confusion(matrix: &[Vec<u64>], names: &[String], labels: &[usize]) -> Str
     s.push_str("</svg>\n");
     s
 }
+
+/// Indices of the Pareto front: no other point has `x <=` and `y >=` with one strict.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..points.len()).collect();
+    idx.sort_by(|&a, &b| {
+        points[a]
+            .0
+            .total_cmp(&points[b].0)
+            .then(points[b].1.total_cmp(&points[a].1))
+    });
+    let mut front = Vec::new();
+    let mut best = f64::NEG_INFINITY;
+    for i in idx {
+        if points[i].1 > best {
+            best = points[i].1;
+            front.push(i);
+        }
+    }
+    front
+}
+
+fn panel(
+    s: &mut String,
+    ox: f64,
+    title: &str,
+    xname: &str,
+    yname: &str,
+    pts: &[(String, f64, f64)],
+) {
+    let (pw, ph, l, t, b) = (350.0, 260.0, 70.0, 40.0, 40.0);
+    let (x0, x1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+        (a.0.min(p.1), a.1.max(p.1))
+    });
+    let (y0, y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+        (a.0.min(p.2), a.1.max(p.2))
+    });
+    let pad = |lo: f64, hi: f64| {
+        let d = (hi - lo).abs().max(hi.abs() * 0.05).max(1e-9);
+        (lo - d * 0.1, hi + d * 0.1)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let px = |x: f64| ox + l + (x - x0) / (x1 - x0) * pw;
+    let py = |y: f64| t + ph - (y - y0) / (y1 - y0) * ph;
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="24" text-anchor="middle" font-size="13">{}</text><rect x="{}" y="{t}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##,
+        ox + l + pw / 2.0,
+        esc(title),
+        ox + l
+    );
+    for i in 0..=4 {
+        let f = i as f64 / 4.0;
+        let (xv, yv) = (x0 + f * (x1 - x0), y0 + f * (y1 - y0));
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="end">{:.3}</text>"##,
+            px(xv),
+            t + ph + 14.0,
+            short_num(xv),
+            ox + l - 4.0,
+            py(yv) + 4.0,
+            yv
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"#,
+        ox + l + pw / 2.0,
+        t + ph + b - 8.0,
+        esc(xname),
+        ox + 12.0,
+        t + ph / 2.0,
+        ox + 12.0,
+        t + ph / 2.0,
+        esc(yname)
+    );
+    let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.1, p.2)).collect();
+    let front = pareto_front(&xy);
+    let path: Vec<String> = front
+        .iter()
+        .map(|&i| format!("{:.1},{:.1}", px(pts[i].1), py(pts[i].2)))
+        .collect();
+    if path.len() > 1 {
+        let _ = writeln!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#e45756" stroke-width="1.5"/>"##,
+            path.join(" ")
+        );
+    }
+    for (i, (label, x, y)) in pts.iter().enumerate() {
+        let on = front.contains(&i);
+        // Labels of points on the right half go to their left.
+        let right = px(*x) > ox + l + pw * 0.6;
+        let _ = writeln!(
+            s,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"><title>{}: {} = {}, {} = {:.4}</title></circle><text x="{:.1}" y="{:.1}" font-size="9" fill="{}" text-anchor="{}">{}</text>"##,
+            px(*x),
+            py(*y),
+            if on { "#e45756" } else { "#999" },
+            esc(label),
+            esc(xname),
+            short_num(*x),
+            esc(yname),
+            y,
+            if right { px(*x) - 6.0 } else { px(*x) + 6.0 },
+            py(*y) - 5.0,
+            if on { "#b22" } else { "#666" },
+            if right { "end" } else { "start" },
+            esc(label)
+        );
+    }
+}
+
+fn short_num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// `metric` against model bytes and against latency (when known), Pareto fronts in red.
+pub fn pareto(
+    metric: &str,
+    by_bytes: &[(String, f64, f64)],
+    by_latency: &[(String, f64, f64)],
+    latency_name: &str,
+) -> String {
+    let panels = 1 + usize::from(!by_latency.is_empty());
+    let w = 440.0 * panels as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="340" viewBox="0 0 {w} 340" font-family="sans-serif" font-size="10">
+<rect width="100%" height="100%" fill="white"/>
+"#
+    );
+    panel(
+        &mut s,
+        0.0,
+        &format!("{metric} vs model size"),
+        "model bytes",
+        metric,
+        by_bytes,
+    );
+    if !by_latency.is_empty() {
+        panel(
+            &mut s,
+            440.0,
+            &format!("{metric} vs latency"),
+            latency_name,
+            metric,
+            by_latency,
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pareto_front_keeps_the_undominated_points() {
+        // (size, accuracy): b dominates a (smaller and better); d is the best but largest.
+        let pts = [
+            (10.0, 0.80),
+            (5.0, 0.85),
+            (20.0, 0.84),
+            (40.0, 0.90),
+            (5.0, 0.70),
+        ];
+        let mut f = pareto_front(&pts);
+        f.sort_unstable();
+        assert_eq!(f, vec![1, 3]);
+    }
+}

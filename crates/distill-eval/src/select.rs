@@ -2,20 +2,19 @@
 //! handled-traffic error rate is certified below `1 - target` at confidence
 //! `1 - delta`.
 //!
-//! Method: fixed-sequence testing (Learn-then-Test, Angelopoulos et al.
-//! 2021) with a Clopper-Pearson upper bound. Candidate thresholds are the
-//! distinct validation confidences in decreasing order; the sequence starts
-//! at the first threshold that handles at least `n_min = ceil(ln delta /
-//! ln(1 - risk))` rows (the fewest with which a zero-error test can pass: a
-//! choice made from confidences alone, never from correctness). Each
-//! threshold is tested with H0: error > risk, rejected when the one-sided
-//! Clopper-Pearson bound at level `1 - delta` is at most `risk`; the walk
-//! stops at the first threshold that fails and returns the last one that
-//! passed. Because the tests are ordered in advance and the walk stops at the
-//! first non-rejection, the family-wise error is at most `delta` without a
-//! multiplicity correction: with probability `1 - delta` (over the
-//! validation draw), the chosen threshold's error rate on new traffic from
-//! the same distribution is at most `risk`.
+//! Method: Bonferroni-corrected Clopper-Pearson tests over a fixed grid of
+//! candidate thresholds. The candidates are the validation confidences at
+//! which coverage reaches 5%, 10%, ..., 100% (`GRID` = 20 levels, chosen from
+//! the confidences alone, never from correctness). For each candidate the
+//! one-sided Clopper-Pearson upper bound on the handled error rate is taken
+//! at level `1 - delta / GRID`; every candidate whose bound is at most
+//! `1 - target` is certified, and the one with the largest coverage is
+//! chosen. By the union bound, with probability at least `1 - delta` over
+//! the validation draw every certified threshold (so the chosen one) has an
+//! error rate on new traffic from the same distribution of at most
+//! `1 - target`. (A fixed-sequence walk from the most confident rows needs no
+//! correction but stops at its first failure: one early error among the few
+//! most confident rows certified nothing on banking77 in 4 of 12 sweep runs.)
 
 use crate::stats::clopper_pearson_upper;
 use serde::Serialize;
@@ -32,6 +31,9 @@ pub struct Choice {
     pub error_upper: f64,
 }
 
+/// Coverage levels of the candidate grid.
+pub const GRID: usize = 20;
+
 /// `None` when no threshold can be certified (too few validation rows, or
 /// the model is not accurate enough even on its most confident rows).
 pub fn choose(
@@ -45,30 +47,33 @@ pub fn choose(
     if n == 0 || risk <= 0.0 {
         return None;
     }
-    let n_min = (delta.ln() / (1.0 - risk).ln()).ceil().max(1.0) as usize;
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| confidence[b].total_cmp(&confidence[a]));
-    let mut errors = 0u64;
+    // errors_at[i]: errors among the i + 1 most confident rows.
+    let mut errors_at = Vec::with_capacity(n);
+    let mut e = 0u64;
+    for &j in &idx {
+        e += u64::from(!correct[j]);
+        errors_at.push(e);
+    }
     let mut best: Option<Choice> = None;
-    for (i, &j) in idx.iter().enumerate() {
-        errors += u64::from(!correct[j]);
-        let handled = i + 1;
-        let level_ends = handled == n || confidence[idx[handled]] != confidence[j];
-        if !level_ends || handled < n_min {
-            continue;
+    for level in 1..=GRID {
+        let want = (level * n).div_ceil(GRID).max(1);
+        // Admit whole ties: a threshold handles every row at its confidence.
+        let threshold = confidence[idx[want - 1]];
+        let handled = idx.partition_point(|&j| confidence[j] >= threshold);
+        let errors = errors_at[handled - 1];
+        let upper = clopper_pearson_upper(errors, handled as u64, delta / GRID as f64);
+        if upper <= risk && best.as_ref().is_none_or(|b| handled as u64 > b.handled) {
+            best = Some(Choice {
+                threshold,
+                coverage: handled as f64 / n as f64,
+                accuracy: 1.0 - errors as f64 / handled as f64,
+                handled: handled as u64,
+                errors,
+                error_upper: upper,
+            });
         }
-        let upper = clopper_pearson_upper(errors, handled as u64, delta);
-        if upper > risk {
-            break;
-        }
-        best = Some(Choice {
-            threshold: confidence[j],
-            coverage: handled as f64 / n as f64,
-            accuracy: 1.0 - errors as f64 / handled as f64,
-            handled: handled as u64,
-            errors,
-            error_upper: upper,
-        });
     }
     best
 }

@@ -33,6 +33,9 @@ pub struct ExperimentConfig {
     pub train: TrainSpec,
     #[serde(default)]
     pub distill: DistillSpec,
+    /// Evaluation suites `distill sweep` runs after training each point. Relative to this file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -235,7 +235,26 @@ pub fn truncate_metrics(run_dir: &Path, upto_step: u64) -> Result<()> {
 }
 
 /// A fresh run directory `<root>/<experiment>/<UTC time>-<seed>[-n]`.
-pub fn create_run_dir(root: &Path, experiment: &str, seed: u64) -> Result<(String, PathBuf)> {
+pub fn create_run_dir(
+    root: &Path,
+    experiment: &str,
+    seed: u64,
+    id: Option<&str>,
+) -> Result<(String, PathBuf)> {
+    if let Some(id) = id {
+        let dir = root.join(experiment).join(id);
+        if dir.exists() {
+            return Err(Error::Input(format!(
+                "run directory {} exists already; resume it with --resume",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Checkpoint {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        return Ok((id.to_string(), dir));
+    }
     let stamp = utc_stamp(SystemTime::now()).replace([':', '-'], "");
     let stamp = stamp.trim_end_matches('Z').replace('T', "-");
     let base = format!("{stamp}-s{seed}");

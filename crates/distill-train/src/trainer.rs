@@ -39,6 +39,8 @@ pub struct TrainRequest {
     pub experiments_dir: PathBuf,
     /// Continue this run directory instead of starting one.
     pub resume: Option<PathBuf>,
+    /// Name the new run directory (default: a timestamp and the seed).
+    pub run_id: Option<String>,
     pub interactive: bool,
 }
 
@@ -75,14 +77,23 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     if let Some(t) = &data.teacher {
         config.teacher = Some(absolute(&t.path));
     }
+    config.suites = config
+        .suites
+        .iter()
+        .map(|p| absolute(&crate::data::resolve(&req.base_dir, p)))
+        .collect();
     let device = config.device.device()?;
     let seeds = Seeds::derive(config.seed);
 
     let (run_dir, mut info, featurizer, state) = match &req.resume {
         None => {
             let featurizer = build_featurizer(&config.model, &data.train)?;
-            let (run_id, run_dir) =
-                run::create_run_dir(&req.experiments_dir, &config.name, config.seed)?;
+            let (run_id, run_dir) = run::create_run_dir(
+                &req.experiments_dir,
+                &config.name,
+                config.seed,
+                req.run_id.as_deref(),
+            )?;
             let toml = toml::to_string(&config)
                 .map_err(|e| Error::Input(format!("serialising the resolved config: {e}")))?;
             distill_core::fsutil::write_atomic(&run_dir.join(run::CONFIG_FILE), |w| {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `distill` binary: real datasets from
 //! `../shared/datasets`, and every bad-input case.
 
+mod compare;
 mod eval;
 mod teach;
 mod train;

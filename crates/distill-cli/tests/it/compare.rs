@@ -1,0 +1,170 @@
+//! `distill sweep` (resumable after SIGKILL, skips what is done) and
+//! `distill compare` (seed groups, statuses, mixed datasets, bad globs).
+
+use super::{distill, ok, spawn, stderr};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+fn sweep_args(exp: &Path) -> Vec<String> {
+    [
+        "sweep",
+        "configs/exp/sms_spam-bag.toml",
+        "--grid",
+        "model.dim=8,16",
+        "--seeds",
+        "2",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "model.buckets=4096",
+        "--experiments",
+        &s(exp),
+        "--format",
+        "md",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
+fn completed_runs(root: &Path) -> usize {
+    std::fs::read_dir(root.join("sms_spam-bag"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("run.json"))
+                        .is_ok_and(|t| t.contains("\"status\": \"completed\""))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sweep_resumes_after_sigkill_and_skips_done_points() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exp = tmp.path().join("exp");
+    let args = sweep_args(&exp);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // The plan: 2 values x 2 seeds, nothing done.
+    let mut dry = refs.clone();
+    dry.push("--dry-run");
+    let o = ok(&dry);
+    assert!(
+        stderr(&o).contains("4 points (0 done, 0 to resume, 4 new)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Kill the sweep once its first point has finished training.
+    let mut child = spawn(&refs);
+    let t0 = Instant::now();
+    while completed_runs(&exp) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no point finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert!(completed_runs(&exp) < 4);
+
+    let o = ok(&refs);
+    let err = stderr(&o);
+    assert!(err.contains("trained already"), "{err}");
+    assert_eq!(completed_runs(&exp), 4);
+    let dirs: Vec<_> = std::fs::read_dir(exp.join("sms_spam-bag"))
+        .expect("dir")
+        .collect();
+    assert_eq!(dirs.len(), 4, "one run directory per point, no duplicates");
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        table.matches("sms_spam-bag (2 seeds)").count(),
+        2,
+        "{table}"
+    );
+    assert!(
+        table.contains("| model.dim |"),
+        "only the changed key: {table}"
+    );
+    for d in dirs {
+        let d = d.expect("entry").path();
+        assert!(
+            d.join("eval/sms_spam/report.json").is_file(),
+            "suite ran for {}",
+            d.display()
+        );
+    }
+
+    // Everything done: a rerun trains nothing.
+    let o = ok(&refs);
+    assert!(
+        stderr(&o).contains("4 points (4 done, 0 to resume, 0 new)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn compare_shows_statuses_warns_on_mixed_datasets_and_rejects_empty_globs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exp = tmp.path().join("exp");
+    for (config, sets) in [
+        (
+            "configs/exp/sms_spam-bag.toml",
+            ["train.epochs=1", "model.dim=8"],
+        ),
+        (
+            "configs/exp/sms_spam-bag.toml",
+            ["train.epochs=2", "model.dim=8"],
+        ),
+        (
+            "configs/exp/it_service_tickets-bag.toml",
+            ["train.epochs=1", "model.dim=8"],
+        ),
+    ] {
+        ok(&[
+            "train",
+            config,
+            "--experiments",
+            &s(&exp),
+            "--set",
+            sets[0],
+            "--set",
+            sets[1],
+        ]);
+    }
+    // Mark one sms run failed: it must show, with its status.
+    let sms: Vec<_> = std::fs::read_dir(exp.join("sms_spam-bag"))
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .collect();
+    let run_json = sms[0].join("run.json");
+    let mut info: Value =
+        serde_json::from_slice(&std::fs::read(&run_json).expect("read")).expect("json");
+    info["status"] = "failed".into();
+    std::fs::write(&run_json, serde_json::to_vec_pretty(&info).expect("json")).expect("write");
+
+    let o = ok(&["compare", &format!("{}/*/*", s(&exp)), "--format", "csv"]);
+    let err = stderr(&o);
+    assert!(err.contains("different task/dataset pairs"), "{err}");
+    assert!(err.contains("is failed (shown with its status)"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(",failed,"), "{out}");
+    assert!(
+        out.contains("train.epochs"),
+        "the differing key is a column: {out}"
+    );
+
+    let o = distill(&["compare", &format!("{}/nothing-*", s(&exp))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("matches no run directory"),
+        "{}",
+        stderr(&o)
+    );
+}
