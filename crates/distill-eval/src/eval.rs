@@ -391,9 +391,10 @@ fn evaluate_case(
                     }
                 }
             }
-            details["threshold_method"] = json!(
-                "fixed-sequence testing over decreasing confidence thresholds with a one-sided Clopper-Pearson bound at level 1-delta (Learn-then-Test); thresholds chosen on the validation split, applied to this split"
-            );
+            details["threshold_method"] = json!(format!(
+                "one-sided Clopper-Pearson bounds at level 1-delta/{g} (Bonferroni) over {g} candidate thresholds at 5% coverage steps; the certified candidate with the largest coverage; chosen on the validation split, applied to this split",
+                g = select::GRID
+            ));
 
             // Out of scope.
             let oos = case
