@@ -11,6 +11,7 @@
 pub mod artifact;
 pub mod device;
 mod error;
+pub mod export;
 pub mod featurize;
 pub mod model;
 pub mod spec;

@@ -72,9 +72,9 @@ impl Student {
 
 #[derive(Module, Debug)]
 pub struct BagModel {
-    emb: Embedding,
-    hidden: Option<Linear>,
-    out: Linear,
+    pub(crate) emb: Embedding,
+    pub(crate) hidden: Option<Linear>,
+    pub(crate) out: Linear,
     dropout: Dropout,
 }
 
@@ -156,14 +156,14 @@ fn masked_mean(x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 
 #[derive(Module, Debug)]
 pub struct EncoderModel {
-    tok: Embedding,
-    pos: Embedding,
-    enc: TransformerEncoder,
-    norm: LayerNorm,
+    pub(crate) tok: Embedding,
+    pub(crate) pos: Embedding,
+    pub(crate) enc: TransformerEncoder,
+    pub(crate) norm: LayerNorm,
     dropout: Dropout,
-    out: Linear,
+    pub(crate) out: Linear,
     #[module(skip)]
-    cls_pooling: bool,
+    pub(crate) cls_pooling: bool,
 }
 
 impl EncoderModel {

@@ -331,7 +331,7 @@ fn injected_faults_are_retried_with_exact_accounting() {
             Fault::RateLimit { retry_after_s: 1 },
             Fault::ServerError,
             Fault::Pass,
-            Fault::Hang { secs: 4.0 },
+            Fault::Hang { secs: 6.0 },
             Fault::Truncate,
             Fault::Pass,
             Fault::InvalidJson,
@@ -348,7 +348,7 @@ fn injected_faults_are_retried_with_exact_accounting() {
             "limit=10",
             "teacher.concurrency=2",
             "teacher.cache=false",
-            "teacher.timeout-s=2.5",
+            "teacher.timeout-s=4",
             "teacher.max-retries=8",
             "teacher.backoff-initial-ms=50",
             "teacher.backoff-max-ms=200",
@@ -365,11 +365,12 @@ fn injected_faults_are_retried_with_exact_accounting() {
         Some(proxy.chat_requests()),
         "every request counted"
     );
-    assert_eq!(
-        c["retries"].as_u64(),
-        Some(proxy.faults()),
-        "every fault retried once"
-    );
+    // Every record ends with one successful attempt; every other attempt
+    // was retried: each injected fault, plus any real timeout of a slow
+    // pass-through on a loaded machine.
+    let requests = c["requests"].as_u64().expect("requests");
+    assert_eq!(c["retries"].as_u64(), Some(requests - 10), "{m}");
+    assert!(requests - 10 >= proxy.faults(), "every fault retried");
     assert!(proxy.faults() >= 6);
     let retried = c["retried"].as_object().expect("retried");
     for kind in ["http-429", "http-500", "timeout", "invalid-response"] {
