@@ -6,6 +6,7 @@
 mod compare;
 mod data;
 mod eval;
+mod export;
 mod teach;
 mod train;
 
@@ -43,6 +44,10 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Train (and evaluate) every point of a grid over an experiment config; resumable.
     Sweep(compare::SweepArgs),
+    /// Export a run as a self-contained bundle (ONNX or burn; f32, f16 or int8).
+    Export(export::ExportArgs),
+    /// Run a burn bundle on texts (arguments or stdin), JSONL out: label, confidence, top-k, escalate.
+    Predict(export::PredictArgs),
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -95,6 +100,8 @@ fn main() -> ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Eval(args) => eval::run(args),
         Command::Compare(args) => compare::run_compare(args),
+        Command::Export(args) => export::run_export(args),
+        Command::Predict(args) => export::run_predict(args),
         Command::Sweep(args) => compare::run_sweep(args),
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),

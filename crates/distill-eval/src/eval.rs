@@ -58,7 +58,15 @@ pub struct SuiteReport {
     pub out: PathBuf,
 }
 
+fn is_bundle(run: &Path) -> bool {
+    run.join(distill_export::bundle::BUNDLE_FILE).is_file()
+}
+
 fn model_dir(run: &Path) -> Result<PathBuf> {
+    if is_bundle(run) {
+        distill_export::bundle::verify(run).map_err(|e| Error::Input(e.to_string()))?;
+        return Ok(run.to_path_buf());
+    }
     let dir = run.join(distill_train::run::MODEL_DIR);
     if dir.join("model.json").is_file() {
         return Ok(dir);
@@ -72,7 +80,11 @@ fn model_dir(run: &Path) -> Result<PathBuf> {
 }
 
 fn run_config(run: &Path) -> Result<ExperimentConfig> {
-    let path = run.join(distill_train::run::CONFIG_FILE);
+    let path = if is_bundle(run) {
+        run.join(distill_export::bundle::CONFIG_FILE)
+    } else {
+        run.join(distill_train::run::CONFIG_FILE)
+    };
     if !path.is_file() {
         return Err(Error::Input(format!(
             "{}: not a run directory (no {})",
@@ -316,7 +328,10 @@ fn evaluate_case(
             let val_gold: Vec<usize> = val_rows.iter().map(|r| gold_class(r)).collect();
             let calibration: Option<Calibration> = if case.calibrate && !val_rows.is_empty() {
                 let c = calibrate::fit(&val_probs, &val_gold, &data.val_source);
-                distill_core::fsutil::write_json_atomic(&req.run.join(CALIBRATION_FILE), &c)?;
+                // Stored with runs (export reads it); a bundle carries its own.
+                if !is_bundle(&req.run) {
+                    distill_core::fsutil::write_json_atomic(&req.run.join(CALIBRATION_FILE), &c)?;
+                }
                 Some(c)
             } else {
                 None

@@ -33,6 +33,84 @@ pub struct ModelMeta {
     pub vocab_size: usize,
     pub params: usize,
     pub created_by: String,
+    /// How `weights.bpk` stores the weights (bundles may hold f16 or int8).
+    #[serde(default)]
+    pub weights: WeightsDtype,
+}
+
+/// Storage of the weights in `weights.bpk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightsDtype {
+    /// burnpack f32.
+    #[default]
+    F32,
+    /// burnpack through burn-store's `HalfPrecisionAdapter`: f16 on disk, f32 in memory.
+    F16,
+    /// burn's int8 weight quantisation (Q8S, symmetric, per tensor): the
+    /// module stays quantized in memory and runs on quantized weights.
+    Int8,
+}
+
+/// Write weights in `dtype`, atomically. Returns the bytes written.
+pub fn save_weights_as(model: &Student, path: &Path, dtype: WeightsDtype) -> Result<u64> {
+    let spec_err = |e: String| Error::Spec(e);
+    match dtype {
+        WeightsDtype::F32 => save_weights(model, path),
+        WeightsDtype::Int8 => {
+            use burn::module::Quantizer;
+            use burn::tensor::quantization::{
+                Calibration, QuantScheme, QuantStore, QuantValue, ScaleDtype,
+            };
+            let scheme = QuantScheme::default()
+                .with_value(QuantValue::Q8S)
+                .with_store(QuantStore::Native)
+                .per_tensor(ScaleDtype::F32);
+            let q = model
+                .clone()
+                .quantize_weights(&mut Quantizer::new(Calibration::MinMax, scheme));
+            save_weights(&q, path)
+        }
+        WeightsDtype::F16 => {
+            use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
+            let tmp = path.with_extension("bpk.tmp");
+            let mut store = BurnpackStore::from_file(&tmp)
+                .with_to_adapter(HalfPrecisionAdapter::new())
+                .overwrite(true);
+            model
+                .save_into(&mut store)
+                .map_err(|e| spec_err(format!("writing f16 weights: {e}")))?;
+            std::fs::rename(&tmp, path).map_err(|e| Error::Artifact {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+        }
+    }
+}
+
+/// Load weights stored as `dtype` into a module of the right shape.
+pub fn load_weights_as(model: Student, path: &Path, dtype: WeightsDtype) -> Result<Student> {
+    match dtype {
+        WeightsDtype::F32 | WeightsDtype::Int8 => load_weights(model, path),
+        WeightsDtype::F16 => {
+            use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
+            let mut model = model;
+            let mut store =
+                BurnpackStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
+            let result = model.load_from(&mut store).map_err(|e| Error::Artifact {
+                path: path.to_path_buf(),
+                message: format!("not an f16 burnpack: {e}"),
+            })?;
+            if !result.missing.is_empty() {
+                return Err(Error::Artifact {
+                    path: path.to_path_buf(),
+                    message: format!("weights missing for {:?}", result.missing),
+                });
+            }
+            Ok(model)
+        }
+    }
 }
 
 /// Serialise a module's weights to burnpack bytes.
@@ -124,13 +202,34 @@ impl Predictor {
         let device = device.device()?;
         let featurizer = featurizer_for(&meta.spec, dir)?;
         let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
-        let model = load_weights(fresh, &dir.join(WEIGHTS_FILE))?;
+        let model = load_weights_as(fresh, &dir.join(WEIGHTS_FILE), meta.weights)?;
         Ok(Predictor {
             meta,
             featurizer,
             model,
             device,
         })
+    }
+
+    /// Raw logits per text (no softmax), in batches.
+    pub fn logits(&self, texts: &[&str], batch_size: usize) -> Vec<Vec<f32>> {
+        let seqs = self.featurizer.encode_all(texts);
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(batch_size.max(1)) {
+            let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
+            let batch = Batch::new(&refs, &self.device);
+            let logits = self.model.forward(&batch);
+            let [b, c] = logits.dims();
+            let flat = logits
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            for r in 0..b {
+                out.push(flat[r * c..(r + 1) * c].to_vec());
+            }
+        }
+        out
     }
 
     /// Probabilities per text over `meta.labels` (softmax, or sigmoid for multilabel).

@@ -16,7 +16,11 @@ pub struct HostTensor {
 
 fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
     let dims = t.dims().to_vec();
-    let data = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
     HostTensor { dims, data }
 }
 

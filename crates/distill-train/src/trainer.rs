@@ -606,6 +606,7 @@ fn finish(
         vocab_size: vocab,
         params,
         created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
+        weights: artifact::WeightsDtype::F32,
     };
     let model_bytes =
         artifact::save_model(&run_dir.join(run::MODEL_DIR), &meta, &model, featurizer)?;
