@@ -24,4 +24,8 @@ bench-eval:
 bench-compare:
     bash bench/compare.sh
 
-bench: bench-curate bench-train bench-teach bench-eval bench-compare
+# Edge prediction: distill predict (burn fp32/int8) vs onnxruntime (fp32/int8, 1 and 2 threads).
+bench-predict:
+    bash bench/predict.sh
+
+bench: bench-curate bench-train bench-teach bench-eval bench-compare bench-predict

@@ -79,6 +79,42 @@ pub struct PredictArgs {
     /// cpu | ndarray | wgpu.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
+    /// Also time the predictor: single-example latency over the first N inputs
+    /// (featurize + forward + softmax, model already loaded) and batch
+    /// throughput over all inputs; one JSON line on stderr.
+    #[arg(long, value_name = "N")]
+    timing: Option<usize>,
+}
+
+fn timing(predictor: &Predictor, inputs: &[Input], n: usize, batch_size: usize) -> Value {
+    let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+    // Warm-up.
+    for t in texts.iter().take(20) {
+        let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
+    }
+    let mut lat: Vec<f64> = texts
+        .iter()
+        .take(n)
+        .map(|t| {
+            let s = std::time::Instant::now();
+            let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        lat.get(((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len().max(1)) - 1)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let s = std::time::Instant::now();
+    let _ = predictor.predict_proba(&texts, batch_size);
+    let batch_s = s.elapsed().as_secs_f64();
+    json!({
+        "single_rows": lat.len(), "p50_us": pct(0.5), "p99_us": pct(0.99),
+        "batch_rows": texts.len(), "batch_size": batch_size, "rows_per_s": texts.len() as f64 / batch_s.max(1e-9),
+        "threads": rayon::current_num_threads(),
+    })
 }
 
 struct Input {
@@ -181,6 +217,9 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
         distill_model::spec::ModelSpec::Bag(b) => b.max_features,
         distill_model::spec::ModelSpec::Encoder(e) => e.max_len,
     };
+    if let Some(n) = args.timing {
+        eprintln!("timing {}", timing(&predictor, &inputs, n, args.batch_size));
+    }
     let labels = &predictor.meta.labels;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut truncated = 0usize;

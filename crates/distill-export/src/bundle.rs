@@ -309,15 +309,16 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         } else {
             &data.test
         };
-        let texts: Vec<&str> = rows
-            .iter()
-            .take(req.verify_rows)
-            .map(|r| r.text.as_str())
-            .collect();
+        let rows: Vec<&distill_train::data::Row> = rows.iter().take(req.verify_rows).collect();
+        let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let ids = predictor.featurizer.encode_all(&texts);
         let logits = predictor.logits(&texts, 64);
-        for ((t, i), l) in texts.iter().zip(ids).zip(logits) {
-            verify.push(json!({"text": t, "ids": i, "logits": l}));
+        for (((t, i), l), r) in texts.iter().zip(ids).zip(logits).zip(&rows) {
+            let gold = match &r.gold {
+                distill_train::data::Gold::Class(c) => json!(meta.labels[*c]),
+                _ => Value::Null,
+            };
+            verify.push(json!({"text": t, "ids": i, "logits": l, "gold": gold}));
         }
         distill_core::fsutil::write_jsonl_atomic(&tmp.join(VERIFY_FILE), &verify)?;
     }

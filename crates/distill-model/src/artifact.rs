@@ -47,8 +47,9 @@ pub enum WeightsDtype {
     F32,
     /// burnpack through burn-store's `HalfPrecisionAdapter`: f16 on disk, f32 in memory.
     F16,
-    /// burn's int8 weight quantisation (Q8S, symmetric, per tensor): the
-    /// module stays quantized in memory and runs on quantized weights.
+    /// burn's int8 weight quantisation (Q8S, symmetric, per tensor) on
+    /// disk; dequantized to f32 at load (burn's quantized kernels on the CPU
+    /// backend ran the bag 50x slower than f32), so compute is f32.
     Int8,
 }
 
@@ -92,7 +93,8 @@ pub fn save_weights_as(model: &Student, path: &Path, dtype: WeightsDtype) -> Res
 /// Load weights stored as `dtype` into a module of the right shape.
 pub fn load_weights_as(model: Student, path: &Path, dtype: WeightsDtype) -> Result<Student> {
     match dtype {
-        WeightsDtype::F32 | WeightsDtype::Int8 => load_weights(model, path),
+        WeightsDtype::F32 => load_weights(model, path),
+        WeightsDtype::Int8 => Ok(load_weights(model, path)?.map(&mut Dequantize)),
         WeightsDtype::F16 => {
             use burn::store::{BurnpackStore, HalfPrecisionAdapter, ModuleSnapshot};
             let mut model = model;
@@ -110,6 +112,24 @@ pub fn load_weights_as(model: Student, path: &Path, dtype: WeightsDtype) -> Resu
             }
             Ok(model)
         }
+    }
+}
+
+/// Turns quantized float parameters back into f32 ones.
+struct Dequantize;
+
+impl burn::module::ModuleMapper for Dequantize {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+        param.map(|t| {
+            if matches!(t.dtype(), burn::tensor::DType::QFloat(_)) {
+                t.dequantize()
+            } else {
+                t
+            }
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod compare;
 mod eval;
+mod export;
 mod teach;
 mod train;
 
