@@ -1,8 +1,12 @@
 # Human entry points. CI uses plain bash (.ci/run).
 
+# The whole pipeline on built-in synthetic support tickets.
+demo:
+    cargo run --release -- demo
+
 # Run the test suite (the same command CI runs).
 test:
-    cargo test --workspace
+    bash scripts/install-teachers.sh && cargo test --workspace
 
 # Import + curate benchmark: it_service_tickets and a 1M-row perturbed copy.
 bench-curate:

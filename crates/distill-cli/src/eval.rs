@@ -44,7 +44,7 @@ pub fn run(args: EvalArgs) -> CmdResult {
     let mut reports = Vec::new();
     for (suite, base) in suites {
         let report = evaluate(&EvalRequest {
-            run: args.run.clone(),
+            run: distill_train::run::resolve_latest(&args.run),
             suite,
             suite_base: base,
             device: args.device,

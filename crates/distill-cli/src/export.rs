@@ -31,7 +31,7 @@ pub struct ExportArgs {
 
 pub fn run_export(args: ExportArgs) -> CmdResult {
     let (out, m) = export(&ExportRequest {
-        run: args.run.clone(),
+        run: distill_train::run::resolve_latest(&args.run),
         format: args.format,
         quantize: args.quantize,
         out: args.out,
@@ -170,17 +170,6 @@ fn read_stdin() -> anyhow::Result<(Vec<Input>, usize)> {
     Ok((inputs, rejected))
 }
 
-fn softmax_t(probs: &[f32], t: f64) -> Vec<f64> {
-    let z: Vec<f64> = probs
-        .iter()
-        .map(|&p| f64::from(p).max(1e-12).ln() / t)
-        .collect();
-    let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
-
 pub fn run_predict(args: PredictArgs) -> CmdResult {
     let m = verify(&args.bundle)?;
     if m.format != Format::Burn {
@@ -250,7 +239,7 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
                     json!({"labels": on, "probs": probs})
                 }
                 _ => {
-                    let cal = softmax_t(&p, temperature);
+                    let cal = distill_eval::calibrate::apply(&p, temperature);
                     let mut order: Vec<usize> = (0..cal.len()).collect();
                     order.sort_by(|&a, &b| cal[b].total_cmp(&cal[a]));
                     let conf = cal[order[0]];

@@ -5,6 +5,7 @@
 
 mod compare;
 mod data;
+mod demo;
 mod eval;
 mod export;
 mod teach;
@@ -31,6 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline on built-in synthetic support tickets (about 2 minutes).
+    Demo(demo::DemoArgs),
     /// Import, curate and describe datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Eval(args) => eval::run(args),
         Command::Compare(args) => compare::run_compare(args),

@@ -21,6 +21,7 @@
 
 pub mod curate;
 pub mod dataset;
+pub mod demo;
 pub mod error;
 pub mod import;
 pub mod minhash;

@@ -23,6 +23,7 @@ pub struct LocalTeacher {
 
 /// A run directory (with `model/`) or a model directory.
 fn model_dir(path: &Path) -> Result<PathBuf> {
+    let path = &distill_train::run::resolve_latest(path);
     for candidate in [path.join("model"), path.to_path_buf()] {
         if candidate.join("model.json").is_file() {
             return Ok(candidate);
@@ -37,6 +38,8 @@ fn model_dir(path: &Path) -> Result<PathBuf> {
 impl LocalTeacher {
     pub fn load(path: &Path, spec: &LocalSpec, task: Task, labels: &[String]) -> Result<Self> {
         let dir = model_dir(path)?;
+        let resolved = distill_train::run::resolve_latest(path);
+        let path = resolved.as_path();
         let predictor = Predictor::load(&dir, spec.device)?;
         if predictor.meta.task != task {
             return Err(Error::Input(format!(

@@ -282,6 +282,31 @@ pub fn create_run_dir(
 
 pub use distill_core::time::utc_stamp;
 
+/// `EXPERIMENT_DIR/latest` names the newest completed run there (by start
+/// time); any other path is returned as given.
+pub fn resolve_latest(path: &Path) -> PathBuf {
+    if path.exists() || path.file_name().is_none_or(|n| n != "latest") {
+        return path.to_path_buf();
+    }
+    let Some(parent) = path.parent() else {
+        return path.to_path_buf();
+    };
+    let mut best: Option<(String, PathBuf)> = None;
+    for entry in std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        if let Ok(info) = RunInfo::load(&entry.path())
+            && info.status == Status::Completed
+            && best.as_ref().is_none_or(|(t, _)| info.started_at > *t)
+        {
+            best = Some((info.started_at.clone(), entry.path()));
+        }
+    }
+    best.map(|b| b.1).unwrap_or_else(|| path.to_path_buf())
+}
+
 /// `git rev-parse HEAD` of the working directory, if it is a repository.
 pub fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")

@@ -2,6 +2,7 @@
 //! `../shared/datasets`, and every bad-input case.
 
 mod compare;
+mod demo;
 mod eval;
 mod export;
 mod teach;
