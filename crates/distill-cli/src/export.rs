@@ -171,7 +171,8 @@ fn read_stdin() -> anyhow::Result<(Vec<Input>, usize)> {
 }
 
 pub fn run_predict(args: PredictArgs) -> CmdResult {
-    let m = verify(&args.bundle)?;
+    let bundle = distill_train::run::resolve_latest(&args.bundle);
+    let m = verify(&bundle)?;
     if m.format != Format::Burn {
         return Err(anyhow::anyhow!(
             "{}: an ONNX bundle runs in onnxruntime (or another ONNX runtime); `distill predict` runs burn bundles: `distill export RUN --format burn`",
@@ -179,7 +180,7 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
         )
         .into());
     }
-    let predictor = Predictor::load(&args.bundle, args.device)?;
+    let predictor = Predictor::load(&bundle, args.device)?;
     let (inputs, rejected) = if args.texts.is_empty() || args.texts == ["-"] {
         read_stdin()?
     } else {

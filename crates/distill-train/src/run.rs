@@ -282,29 +282,31 @@ pub fn create_run_dir(
 
 pub use distill_core::time::utc_stamp;
 
-/// `EXPERIMENT_DIR/latest` names the newest completed run there (by start
-/// time); any other path is returned as given.
+/// A path component `latest` that does not exist names the newest completed
+/// run (by start time) of the experiment directory before it:
+/// `experiments/banking77-bag/latest/bundles/burn-int8` works. Other paths
+/// are returned as given.
 pub fn resolve_latest(path: &Path) -> PathBuf {
-    if path.exists() || path.file_name().is_none_or(|n| n != "latest") {
-        return path.to_path_buf();
-    }
-    let Some(parent) = path.parent() else {
-        return path.to_path_buf();
-    };
-    let mut best: Option<(String, PathBuf)> = None;
-    for entry in std::fs::read_dir(parent)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-    {
-        if let Ok(info) = RunInfo::load(&entry.path())
-            && info.status == Status::Completed
-            && best.as_ref().is_none_or(|(t, _)| info.started_at > *t)
-        {
-            best = Some((info.started_at.clone(), entry.path()));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        let next = out.join(c.as_os_str());
+        if c.as_os_str() == "latest" && !next.exists() {
+            let dir = if out.as_os_str().is_empty() { PathBuf::from(".") } else { out.clone() };
+            let mut best: Option<(String, PathBuf)> = None;
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok()) {
+                if let Ok(info) = RunInfo::load(&entry.path())
+                    && info.status == Status::Completed
+                    && best.as_ref().is_none_or(|(t, _)| info.started_at > *t)
+                {
+                    best = Some((info.started_at.clone(), out.join(entry.file_name())));
+                }
+            }
+            out = best.map(|b| b.1).unwrap_or(next);
+        } else {
+            out = next;
         }
     }
-    best.map(|b| b.1).unwrap_or_else(|| path.to_path_buf())
+    out
 }
 
 /// `git rev-parse HEAD` of the working directory, if it is a repository.
