@@ -137,7 +137,10 @@ fn int8_keeps_banking77_accuracy_at_a_quarter_of_the_size() {
         "--experiments",
         &s(tmp.path()),
     ]));
-    ok(&["eval", &s(&run), "--suite", "configs/suites/banking77.toml"]);
+    // `latest` names the newest completed run of the experiment.
+    let latest = run.parent().expect("experiment dir").join("latest");
+    let out = last_line_path(&ok(&["eval", &s(&latest), "--suite", "configs/suites/banking77.toml"]));
+    assert_eq!(out, run.join("eval").join("banking77"));
     let mut acc = Vec::new();
     let mut size = Vec::new();
     for q in ["none", "int8"] {
