@@ -291,9 +291,17 @@ pub fn resolve_latest(path: &Path) -> PathBuf {
     for c in path.components() {
         let next = out.join(c.as_os_str());
         if c.as_os_str() == "latest" && !next.exists() {
-            let dir = if out.as_os_str().is_empty() { PathBuf::from(".") } else { out.clone() };
+            let dir = if out.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                out.clone()
+            };
             let mut best: Option<(String, PathBuf)> = None;
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok()) {
+            for entry in std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
                 if let Ok(info) = RunInfo::load(&entry.path())
                     && info.status == Status::Completed
                     && best.as_ref().is_none_or(|(t, _)| info.started_at > *t)

@@ -139,7 +139,12 @@ fn int8_keeps_banking77_accuracy_at_a_quarter_of_the_size() {
     ]));
     // `latest` names the newest completed run of the experiment.
     let latest = run.parent().expect("experiment dir").join("latest");
-    let out = last_line_path(&ok(&["eval", &s(&latest), "--suite", "configs/suites/banking77.toml"]));
+    let out = last_line_path(&ok(&[
+        "eval",
+        &s(&latest),
+        "--suite",
+        "configs/suites/banking77.toml",
+    ]));
     assert_eq!(out, run.join("eval").join("banking77"));
     let mut acc = Vec::new();
     let mut size = Vec::new();
