@@ -11,8 +11,5 @@ if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 echo "profile: $profile; $(nproc) cores" >&2
 out=bench/out/eval
 mkdir -p "$out"
-run=$(ls -d "$out"/exp/banking77-bag/*/ 2>/dev/null | head -1 || true)
-if [ -z "$run" ] || [ ! -f "$run/model/model.json" ]; then
-  run=$("$bin" train configs/exp/banking77-bag.toml --experiments "$out/exp" 2>/dev/null | tail -1)
-fi
+banking77_run "$out"
 "$venv/bin/python" bench/eval.py "$bin" "$run" "${BENCH_EVAL_REPEATS:-5}"

@@ -12,3 +12,11 @@ else
   bin=${CARGO_TARGET_DIR:-target}/debug/distill
   testkit=${CARGO_TARGET_DIR:-target}/debug/distill-testkit
 fi
+
+# A trained banking77 bag run under $1 (trained once, then reused): sets $run.
+banking77_run() {
+  run=$(ls -d "$1"/exp/banking77-bag/*/ 2>/dev/null | head -1 || true)
+  if [ -z "$run" ] || [ ! -f "$run/model/model.json" ]; then
+    run=$("$bin" train configs/exp/banking77-bag.toml --experiments "$1/exp" 2>/dev/null | tail -1)
+  fi
+}

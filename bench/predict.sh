@@ -11,10 +11,7 @@ py=$(bash scripts/install-onnxruntime.sh)
 echo "profile: $profile; $(nproc) cores" >&2
 out=bench/out/predict
 mkdir -p "$out"
-run=$(ls -d "$out"/exp/banking77-bag/*/ 2>/dev/null | head -1 || true)
-if [ -z "$run" ] || [ ! -f "$run/model/model.json" ]; then
-  run=$("$bin" train configs/exp/banking77-bag.toml --experiments "$out/exp" 2>/dev/null | tail -1)
-fi
+banking77_run "$out"
 "$bin" eval "$run" --suite configs/suites/banking77.toml >/dev/null 2>&1 || true
 for f in burn onnx; do for q in none int8; do
   "$bin" export "$run" --format $f --quantize $q --verify-rows 3080 --out "$out/bundles/$f-$q" >/dev/null 2>&1

@@ -5,12 +5,6 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("{0}")]
     Input(String),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Core(#[from] distill_core::Error),
     #[error(transparent)]
@@ -20,11 +14,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O error on `path` (distill-core's variant, so every crate says it alike).
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Core(distill_core::Error::io(path, source))
     }
 }
 
