@@ -82,7 +82,7 @@ fn show(dirs: &[PathBuf], view: &ViewArgs) -> anyhow::Result<Vec<Comparison>> {
             r.status
         );
     }
-    let comparisons = compare(rows, &options(view)?)?;
+    let comparisons = compare(rows.clone(), &options(view)?)?;
     if comparisons.len() > 1 {
         eprintln!(
             "warning: the runs cover {} different task/dataset pairs; one table each",
@@ -98,14 +98,20 @@ fn show(dirs: &[PathBuf], view: &ViewArgs) -> anyhow::Result<Vec<Comparison>> {
         }
     }
     if let Some(path) = &view.plot {
-        plot(&comparisons, view.plot_metric.as_deref(), path)?;
+        plot(&comparisons, &rows, view.plot_metric.as_deref(), path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(comparisons)
 }
 
-fn plot(comparisons: &[Comparison], metric: Option<&str>, path: &Path) -> anyhow::Result<()> {
+fn plot(
+    comparisons: &[Comparison],
+    rows: &[RunRow],
+    metric: Option<&str>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let c = comparisons.first().context("nothing to plot")?;
+    let row = |dir: &PathBuf| rows.iter().find(|r| &r.dir == dir);
     let metric = match metric {
         Some(m) => m.to_string(),
         None => c
@@ -124,7 +130,7 @@ fn plot(comparisons: &[Comparison], metric: Option<&str>, path: &Path) -> anyhow
         .or_else(|| {
             c.groups
                 .first()
-                .and_then(|g| RunRow::load(&g.runs[0]).ok())
+                .and_then(|g| row(&g.runs[0]))
                 .and_then(|r| {
                     r.metrics
                         .keys()
@@ -139,19 +145,14 @@ fn plot(comparisons: &[Comparison], metric: Option<&str>, path: &Path) -> anyhow
         let Some(&(y, _, _)) = g.metrics.get(&metric) else {
             continue;
         };
-        let run = RunRow::load(&g.runs[0])?;
-        if let Some(&b) = run.metrics.get("model_bytes") {
+        if let Some(&b) = row(&g.runs[0]).and_then(|r| r.metrics.get("model_bytes")) {
             by_bytes.push((label.clone(), b, y));
         }
         if let Some(name) = &latency_name {
             let lat: Vec<f64> = g
                 .runs
                 .iter()
-                .filter_map(|r| {
-                    RunRow::load(r)
-                        .ok()
-                        .and_then(|x| x.metrics.get(name).copied())
-                })
+                .filter_map(|r| row(r).and_then(|x| x.metrics.get(name).copied()))
                 .collect();
             if !lat.is_empty() {
                 by_latency.push((label, lat.iter().sum::<f64>() / lat.len() as f64, y));

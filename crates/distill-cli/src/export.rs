@@ -88,25 +88,8 @@ pub struct PredictArgs {
 
 fn timing(predictor: &Predictor, inputs: &[Input], n: usize, batch_size: usize) -> Value {
     let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
-    // Warm-up.
-    for t in texts.iter().take(20) {
-        let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
-    }
-    let mut lat: Vec<f64> = texts
-        .iter()
-        .take(n)
-        .map(|t| {
-            let s = std::time::Instant::now();
-            let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
-            s.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        lat.get(((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len().max(1)) - 1)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let lat = distill_eval::eval::single_latencies_ms(predictor, &texts, n, 20);
+    let pct = |q: f64| distill_eval::eval::percentile(&lat, q) * 1e3;
     let s = std::time::Instant::now();
     let _ = predictor.predict_proba(&texts, batch_size);
     let batch_s = s.elapsed().as_secs_f64();
@@ -216,13 +199,9 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
     let mut escalated = 0usize;
     for chunk in inputs.chunks(args.batch_size.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        truncated += predictor
-            .featurizer
-            .encode_all(&texts)
-            .iter()
-            .filter(|ids| ids.len() >= limit)
-            .count();
-        let probs = predictor.predict_proba(&texts, args.batch_size);
+        let seqs = predictor.featurizer.encode_all(&texts);
+        truncated += seqs.iter().filter(|ids| ids.len() >= limit).count();
+        let probs = predictor.predict_seqs(&seqs, args.batch_size);
         for (input, p) in chunk.iter().zip(probs) {
             let mut line = match predictor.meta.task {
                 Task::Multilabel => {

@@ -206,22 +206,15 @@ const DAYS: &[&str] = &[
     "last week",
 ];
 
-/// splitmix64, seeded.
-struct Rng(u64);
+/// Draws for the generator, on distill-core's seeded splitmix64.
+struct Rng(distill_core::hash::SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.0.next_f64() <= p
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len())]
@@ -288,7 +281,7 @@ fn sentence(s: &str) -> String {
 
 /// `(text, queue)` pairs, deterministic in `seed`.
 pub fn tickets(n: usize, seed: u64) -> Vec<(String, String)> {
-    let mut r = Rng(seed ^ 0xD15_7111);
+    let mut r = Rng(distill_core::hash::SplitMix64(seed ^ 0xD15_7111));
     let mut out: Vec<(String, String)> = Vec::with_capacity(n);
     while out.len() < n {
         // ~2%: a re-sent near-copy of an earlier ticket.

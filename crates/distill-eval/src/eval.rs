@@ -129,7 +129,33 @@ fn teacher_cost_per_call(path: &Path) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// Single-example latencies in ms over the first `n` texts (featurize +
+/// forward + activation, the model already loaded), sorted; `warmup`
+/// untimed predictions first.
+pub fn single_latencies_ms(
+    predictor: &Predictor,
+    texts: &[&str],
+    n: usize,
+    warmup: usize,
+) -> Vec<f64> {
+    for t in texts.iter().take(warmup) {
+        let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
+    }
+    let mut lat: Vec<f64> = texts
+        .iter()
+        .take(n)
+        .map(|t| {
+            let s = Instant::now();
+            let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+/// The `q` quantile of sorted values (nearest rank); 0 when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -260,13 +286,7 @@ fn evaluate_case(
 
     if case.latency {
         let n = rows.len().min(200);
-        let mut lat = Vec::with_capacity(n);
-        for t in texts.iter().take(n) {
-            let s = Instant::now();
-            let _ = predictor.predict_proba(std::slice::from_ref(t), 1);
-            lat.push(s.elapsed().as_secs_f64() * 1e3);
-        }
-        lat.sort_by(f64::total_cmp);
+        let lat = single_latencies_ms(predictor, &texts, n, 0);
         metrics.insert("latency_p50_ms".into(), percentile(&lat, 0.5));
         metrics.insert("latency_p95_ms".into(), percentile(&lat, 0.95));
         metrics.insert("latency_p99_ms".into(), percentile(&lat, 0.99));

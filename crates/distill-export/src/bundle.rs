@@ -312,8 +312,8 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         let rows: Vec<&distill_train::data::Row> = rows.iter().take(req.verify_rows).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let ids = predictor.featurizer.encode_all(&texts);
-        let logits = predictor.logits(&texts, 64);
-        for (((t, i), l), r) in texts.iter().zip(ids).zip(logits).zip(&rows) {
+        let logits = predictor.logits(&ids, 64);
+        for (((t, i), l), r) in texts.iter().zip(&ids).zip(logits).zip(&rows) {
             let gold = match &r.gold {
                 distill_train::data::Gold::Class(c) => json!(meta.labels[*c]),
                 _ => Value::Null,

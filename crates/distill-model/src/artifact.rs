@@ -231,31 +231,19 @@ impl Predictor {
         })
     }
 
-    /// Raw logits per text (no softmax), in batches.
-    pub fn logits(&self, texts: &[&str], batch_size: usize) -> Vec<Vec<f32>> {
-        let seqs = self.featurizer.encode_all(texts);
-        let mut out = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(batch_size.max(1)) {
-            let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
-            let batch = Batch::new(&refs, &self.device);
-            let logits = self.model.forward(&batch);
-            let [b, c] = logits.dims();
-            let flat = logits
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
-            for r in 0..b {
-                out.push(flat[r * c..(r + 1) * c].to_vec());
-            }
-        }
-        out
+    /// Raw logits per featurized sequence (no softmax), in batches.
+    pub fn logits(&self, seqs: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
+        batched(&self.model, seqs, batch_size, &self.device, |logits| logits)
+    }
+
+    /// Probabilities per featurized sequence (see [`Predictor::predict_proba`]).
+    pub fn predict_seqs(&self, seqs: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
+        predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device)
     }
 
     /// Probabilities per text over `meta.labels` (softmax, or sigmoid for multilabel).
     pub fn predict_proba(&self, texts: &[&str], batch_size: usize) -> Vec<Vec<f32>> {
-        let seqs = self.featurizer.encode_all(texts);
-        predict_proba(&self.model, &seqs, self.meta.task, batch_size, &self.device)
+        self.predict_seqs(&self.featurizer.encode_all(texts), batch_size)
     }
 }
 
@@ -267,18 +255,30 @@ pub fn predict_proba(
     batch_size: usize,
     device: &Device,
 ) -> Vec<Vec<f32>> {
+    batched(model, seqs, batch_size, device, |logits| match task {
+        Task::Multilabel => burn::tensor::activation::sigmoid(logits),
+        _ => burn::tensor::activation::softmax(logits, 1),
+    })
+}
+
+/// Run `model` over `seqs` in batches, map the `[b, classes]` logits with
+/// `head`, and return one row per sequence.
+fn batched(
+    model: &Student,
+    seqs: &[Vec<u32>],
+    batch_size: usize,
+    device: &Device,
+    head: impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2>,
+) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(batch_size.max(1)) {
         let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
         let batch = Batch::new(&refs, device);
         let logits = model.forward(&batch);
         let [b, c] = logits.dims();
-        let probs = match task {
-            Task::Multilabel => burn::tensor::activation::sigmoid(logits),
-            _ => burn::tensor::activation::softmax(logits, 1),
-        };
-        let flat: Vec<f32> = probs
+        let flat: Vec<f32> = head(logits)
             .into_data()
+            .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap_or_else(|_| vec![f32::NAN; b * c]);
         out.extend(flat.chunks(c).map(|r| r.to_vec()));

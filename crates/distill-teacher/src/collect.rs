@@ -10,11 +10,11 @@ use crate::record::{
     Counts, DatasetRef, LOGS_FILE, LogWriter, MANIFEST_FILE, RecordError, RunStats,
     TEACHER_SCHEMA_VERSION, TeacherId, TeacherManifest, TeacherRecord,
 };
-use distill_core::hash::{seeded_u64, sha256_hex, unit_interval};
+use distill_core::hash::{SplitMix64, seeded_u64, sha256_hex};
 use distill_core::types::{Example, Split, Task};
 use distill_data::dataset::Dataset;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
@@ -35,13 +35,7 @@ pub struct TeachOutcome {
     pub manifest: TeacherManifest,
 }
 
-pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
+pub(crate) use distill_train::data::resolve;
 
 /// Span labels present in a dataset (the default extraction fields).
 fn span_labels(rows: &[Example]) -> Vec<String> {
@@ -127,20 +121,7 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     };
     let (teacher, params) = plan.identity();
 
-    // Check the log belongs to this setup before touching it.
-    let (peek, _) = crate::record::read_log(&req.out.join(LOGS_FILE))?;
-    if let Some(first) = peek.first()
-        && first.teacher.params_hash != teacher.params_hash
-    {
-        return Err(Error::Input(format!(
-            "{} holds records of another teacher setup (params hash {} vs {} now: model, prompt or parameters changed); write to a new --out directory",
-            req.out.join(LOGS_FILE).display(),
-            first.teacher.params_hash,
-            teacher.params_hash
-        )));
-    }
-    drop(peek);
-    let (mut writer, existing) = LogWriter::open(&req.out)?;
+    let (mut writer, existing) = LogWriter::open(&req.out, &teacher.params_hash)?;
     let done: rustc_hash::FxHashSet<&str> = existing
         .iter()
         .filter(|r| !(req.retry_failed && r.failed()))
@@ -346,7 +327,7 @@ fn run_openai(
             let tx = tx.clone();
             let (queue, stop, gauges, url, schema) = (&queue, &stop, &gauges, &url, &schema);
             s.spawn(move || {
-                let mut jitter = Jitter(seeded_u64(seed, &format!("jitter-{worker}")));
+                let mut jitter = SplitMix64(seeded_u64(seed, &format!("jitter-{worker}")));
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         return;
@@ -402,19 +383,6 @@ fn run_openai(
     Ok(stats)
 }
 
-/// Seeded jitter for backoff (splitmix64).
-struct Jitter(u64);
-
-impl Jitter {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        unit_interval(z ^ (z >> 31))
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn label_one(
     spec: &OpenAiSpec,
@@ -427,7 +395,7 @@ fn label_one(
     ex: &Example,
     gauges: &Gauges,
     stop: &AtomicBool,
-    jitter: &mut Jitter,
+    jitter: &mut SplitMix64,
 ) -> TeacherRecord {
     let mut rec = TeacherRecord::new(ex.id.clone(), teacher.clone());
     let key = cache.map(|_| Cache::key(url, body));
@@ -503,7 +471,7 @@ fn label_one(
                         attempt - 1,
                         spec.backoff_initial_ms,
                         spec.backoff_max_ms,
-                        jitter.next(),
+                        jitter.next_f64(),
                     )
                 });
                 std::thread::sleep(wait);

@@ -304,11 +304,23 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Open a log for appending, first compacting it (one line per id, no
-    /// partial line) when needed. Returns the writer and the records present.
-    pub fn open(dir: &Path) -> Result<(Self, Vec<TeacherRecord>)> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    /// partial line) when needed. A log written by another teacher setup
+    /// (`params_hash` differs) is refused before anything is touched.
+    /// Returns the writer and the records present.
+    pub fn open(dir: &Path, params_hash: &str) -> Result<(Self, Vec<TeacherRecord>)> {
         let path = dir.join(LOGS_FILE);
         let contents = read_log_lines(&path)?;
+        if let Some(first) = contents.records.first()
+            && first.teacher.params_hash != params_hash
+        {
+            return Err(Error::Input(format!(
+                "{} holds records of another teacher setup (params hash {} vs {} now: model, prompt or parameters changed); write to a new --out directory",
+                path.display(),
+                first.teacher.params_hash,
+                params_hash
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         if contents.dirty {
             compact(&path, &contents)?;
         }
@@ -399,7 +411,7 @@ mod tests {
         }
         text.push_str("{\"id\":\"c\",\"teach"); // killed mid-write
         std::fs::write(&path, text).unwrap();
-        let (mut w, records) = LogWriter::open(dir.path()).unwrap();
+        let (mut w, records) = LogWriter::open(dir.path(), "h").unwrap();
         assert_eq!(records.len(), 2);
         assert!(!records[0].failed(), "the later record for `a` wins");
         w.append(&rec("c", false)).unwrap();
