@@ -30,6 +30,8 @@ pub enum Error {
     ExtendsCycle { path: PathBuf, chain: Vec<String> },
     #[error("--set {arg}: {message}")]
     BadOverride { arg: String, message: String },
+    #[error("{}: is being written by {holder}; wait for it to finish or use another directory", path.display())]
+    Locked { path: PathBuf, holder: String },
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {
         path: PathBuf,

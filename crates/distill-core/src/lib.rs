@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod hash;
+pub mod lock;
 pub mod progress;
 pub mod table;
 pub mod time;
