@@ -15,7 +15,7 @@ use distill_core::hash::{seeded_u64, unit_interval};
 use distill_core::table::{Format, Table};
 use distill_core::types::Split;
 use distill_data::dataset::Dataset;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -265,7 +265,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
             format,
             quantize: distill_export::bundle::Quantize::Int8,
             out: None,
-            verify_rows: 200,
+            verify_rows: 0,
         })?;
         let bytes: u64 = m.files.values().map(|f| f.bytes).sum();
         eprintln!("  {} ({bytes} bytes)", dir.display());
@@ -273,20 +273,12 @@ pub fn run(args: DemoArgs) -> CmdResult {
     }
 
     step(9, "predict new tickets from the bundle alone");
-    distill_export::bundle::verify(&bundles[1])?;
-    let bundle = distill_model::artifact::Predictor::load(
-        &bundles[1],
-        distill_model::device::DeviceKind::Cpu,
-    )?;
+    let bundle =
+        distill_export::BundlePredictor::load(&bundles[1], distill_model::device::DeviceKind::Cpu)?;
     let run_model = distill_model::artifact::Predictor::load(
         &kd_run.join("model"),
         distill_model::device::DeviceKind::Cpu,
     )?;
-    let manifest: Value = distill_core::fsutil::read_json(&bundles[1].join("bundle.json"))?;
-    let threshold = manifest["escalation"]["threshold"].as_f64();
-    let temperature = manifest["calibration"]["temperature"]
-        .as_f64()
-        .unwrap_or(1.0);
     // Eight tickets the pipeline has never seen: seven routine, one for a human.
     let pool = distill_data::demo::tickets(400, args.seed + 1000);
     let mut fresh: Vec<(String, String)> = pool
@@ -302,7 +294,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
             .cloned(),
     );
     let texts: Vec<&str> = fresh.iter().map(|(t, _)| t.as_str()).collect();
-    let pb = bundle.predict_proba(&texts, 8);
+    let answers = bundle.predict(&texts, 8);
     let pr = run_model.predict_proba(&texts, 8);
     let argmax = |p: &[f32]| {
         (0..p.len())
@@ -310,18 +302,20 @@ pub fn run(args: DemoArgs) -> CmdResult {
             .unwrap_or(0)
     };
     let mut same = 0;
-    for ((t, truth), (b, r)) in fresh.iter().zip(pb.iter().zip(&pr)) {
-        let i = argmax(b);
-        same += usize::from(i == argmax(r));
-        let confidence = distill_eval::calibrate::apply(b, temperature)[i];
-        let escalate = threshold.is_some_and(|th| confidence < th);
+    for ((t, truth), (a, r)) in fresh.iter().zip(answers.iter().zip(&pr)) {
+        let label = a.label.clone().unwrap_or_default();
+        same += usize::from(Some(&label) == run_model.meta.labels.get(argmax(r)));
         let short: String = t.chars().take(70).collect();
         eprintln!(
             "  {:<72} -> {:<12} {:.2}{}  (true: {truth})",
             short,
-            bundle.meta.labels[i],
-            confidence,
-            if escalate { "  ESCALATE" } else { "" }
+            label,
+            a.confidence.unwrap_or(0.0),
+            if a.escalate == Some(true) {
+                "  ESCALATE"
+            } else {
+                ""
+            }
         );
     }
 

@@ -3,12 +3,11 @@
 use crate::CmdResult;
 use anyhow::Context;
 use clap::Args;
-use distill_core::types::Task;
-use distill_export::bundle::{ExportRequest, Format, Quantize, export, verify};
-use distill_model::artifact::Predictor;
+use distill_export::BundlePredictor;
+use distill_export::bundle::{ExportRequest, Format, Quantize, export};
 use distill_model::device::DeviceKind;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -24,8 +23,10 @@ pub struct ExportArgs {
     /// Bundle directory (default: RUN/bundles/<format>-<precision>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Reference rows (test split) written to verify.jsonl for other runtimes; 0 skips.
-    #[arg(long, default_value_t = 200)]
+    /// Reference rows (test split: text, ids, logits, gold label) written to
+    /// verify.jsonl to check another runtime against; off by default, since
+    /// they are real data and a bundle may leave the workbench.
+    #[arg(long, default_value_t = 0)]
     verify_rows: usize,
 }
 
@@ -52,8 +53,7 @@ pub fn run_export(args: ExportArgs) -> CmdResult {
         m.files.len(),
         m.escalation
             .as_ref()
-            .and_then(|e| e["threshold"].as_f64())
-            .map(|t| format!("{t:.4}"))
+            .map(|e| format!("{:.4} (temperature {:.3})", e.threshold, e.temperature))
             .unwrap_or_else(|| "none (run `distill eval` first to ship one)".into())
     );
     println!("{}", out.display());
@@ -70,28 +70,33 @@ pub struct PredictArgs {
     /// Escalate below this calibrated confidence (default: the bundle's threshold).
     #[arg(long)]
     threshold: Option<f64>,
-    /// Texts per forward pass.
+    /// Texts per forward pass (stdin is answered as soon as no more input is waiting).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Alternatives listed per prediction.
     #[arg(long, default_value_t = 3)]
     top_k: usize,
+    /// A label that always escalates (e.g. the out-of-scope label).
+    #[arg(long, value_name = "LABEL")]
+    escalate_label: Option<String>,
+    /// Longest stdin line read, in bytes; longer lines are reported and skipped.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line_bytes: usize,
     /// cpu | ndarray | wgpu.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// Also time the predictor: single-example latency over the first N inputs
-    /// (featurize + forward + softmax, model already loaded) and batch
-    /// throughput over all inputs; one JSON line on stderr.
+    /// (preprocess + featurize + forward + softmax, model already loaded) and
+    /// batch throughput over all inputs; one JSON line on stderr.
     #[arg(long, value_name = "N")]
     timing: Option<usize>,
 }
 
-fn timing(predictor: &Predictor, inputs: &[Input], n: usize, batch_size: usize) -> Value {
-    let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
-    let lat = distill_eval::eval::single_latencies_ms(predictor, &texts, n, 20);
+fn timing(predictor: &BundlePredictor, texts: &[&str], n: usize, batch_size: usize) -> Value {
+    let lat = distill_eval::eval::single_latencies_ms(predictor.model(), texts, n, 20);
     let pct = |q: f64| distill_eval::eval::percentile(&lat, q) * 1e3;
     let s = std::time::Instant::now();
-    let _ = predictor.predict_proba(&texts, batch_size);
+    let _ = predictor.probs(texts, batch_size);
     let batch_s = s.elapsed().as_secs_f64();
     json!({
         "single_rows": lat.len(), "p50_us": pct(0.5), "p99_us": pct(0.99),
@@ -105,156 +110,224 @@ struct Input {
     text: String,
 }
 
-fn read_stdin() -> anyhow::Result<(Vec<Input>, usize)> {
-    let mut raw = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut raw)
-        .context("reading stdin")?;
-    let mut inputs = Vec::new();
-    let mut rejected = 0;
-    for (n, line) in raw.split(|&b| b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(line) else {
-            eprintln!("stdin line {}: invalid UTF-8, skipped", n + 1);
-            rejected += 1;
-            continue;
+/// One stdin line, read with a bound: `Ok(None)` at the end of input,
+/// `Err(len)` for a line longer than `max` (consumed and skipped).
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<Result<(), usize>>> {
+    buf.clear();
+    let mut too_long = 0usize;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        if text.trim_start().starts_with('{') {
-            match serde_json::from_str::<Value>(text) {
-                Ok(v) => match v.get("text").and_then(|t| t.as_str()) {
-                    Some(t) => inputs.push(Input {
-                        id: v.get("id").cloned(),
-                        text: t.to_string(),
-                    }),
-                    None => {
-                        eprintln!(
-                            "stdin line {}: JSON without a \"text\" string, skipped",
-                            n + 1
-                        );
-                        rejected += 1;
-                    }
-                },
-                Err(e) => {
-                    eprintln!("stdin line {}: invalid JSON ({e}), skipped", n + 1);
-                    rejected += 1;
-                }
+        if available.is_empty() {
+            if buf.is_empty() && too_long == 0 {
+                return Ok(None);
             }
+            break;
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let n = chunk.len();
+        if too_long > 0 || buf.len() + n > max + 1 {
+            too_long += buf.len() + n;
+            buf.clear();
         } else {
-            inputs.push(Input {
-                id: None,
-                text: text.to_string(),
-            });
+            buf.extend_from_slice(chunk);
+        }
+        reader.consume(n);
+        if done {
+            break;
         }
     }
-    Ok((inputs, rejected))
+    if too_long > 0 {
+        return Ok(Some(Err(too_long)));
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(Some(Ok(())))
+}
+
+/// Parse one stdin line: plain text, or JSON with `text` and an optional `id`.
+fn parse_line(n: usize, line: &[u8]) -> Option<Input> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        eprintln!("stdin line {n}: invalid UTF-8, skipped");
+        return None;
+    };
+    if !text.trim_start().starts_with('{') {
+        return Some(Input {
+            id: None,
+            text: text.to_string(),
+        });
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => match v.get("text").and_then(|t| t.as_str()) {
+            Some(t) => Some(Input {
+                id: v.get("id").cloned(),
+                text: t.to_string(),
+            }),
+            None => {
+                eprintln!("stdin line {n}: JSON without a \"text\" string, skipped");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("stdin line {n}: invalid JSON ({e}), skipped");
+            None
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    inputs: usize,
+    escalated: usize,
+    truncated: usize,
+    rejected: usize,
+}
+
+/// Answer one batch and write its lines (flushed, so a reader sees them now).
+fn answer(
+    predictor: &BundlePredictor,
+    batch: &[Input],
+    batch_size: usize,
+    out: &mut impl Write,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let texts: Vec<&str> = batch.iter().map(|i| i.text.as_str()).collect();
+    for (input, p) in batch.iter().zip(predictor.predict(&texts, batch_size)) {
+        tally.inputs += 1;
+        tally.escalated += usize::from(p.escalate == Some(true));
+        tally.truncated += usize::from(p.truncated);
+        let mut line = p.to_json();
+        if let Some(id) = &input.id {
+            line["id"] = id.clone();
+        }
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 pub fn run_predict(args: PredictArgs) -> CmdResult {
     let bundle = distill_train::run::resolve_latest(&args.bundle);
-    let m = verify(&bundle)?;
-    if m.format != Format::Burn {
-        return Err(anyhow::anyhow!(
-            "{}: an ONNX bundle runs in onnxruntime (or another ONNX runtime); `distill predict` runs burn bundles: `distill export RUN --format burn`",
-            args.bundle.display()
-        )
-        .into());
-    }
-    let predictor = Predictor::load(&bundle, args.device)?;
-    let (inputs, rejected) = if args.texts.is_empty() || args.texts == ["-"] {
-        read_stdin()?
-    } else {
-        (
-            args.texts
-                .iter()
-                .map(|t| Input {
-                    id: None,
-                    text: t.clone(),
-                })
-                .collect(),
-            0,
-        )
-    };
-    let temperature = m
-        .calibration
-        .as_ref()
-        .and_then(|c| c["temperature"].as_f64())
-        .unwrap_or(1.0);
-    let threshold = args
-        .threshold
-        .or_else(|| m.escalation.as_ref().and_then(|e| e["threshold"].as_f64()));
-    let limit = match &predictor.meta.spec {
-        distill_model::spec::ModelSpec::Bag(b) => b.max_features,
-        distill_model::spec::ModelSpec::Encoder(e) => e.max_len,
-    };
-    if let Some(n) = args.timing {
-        eprintln!("timing {}", timing(&predictor, &inputs, n, args.batch_size));
-    }
-    let labels = &predictor.meta.labels;
+    let predictor = BundlePredictor::load(&bundle, args.device)?
+        .with_threshold(args.threshold)
+        .with_top_k(args.top_k)
+        .with_always_escalate(args.escalate_label.as_deref())?;
+    let batch_size = args.batch_size.max(1);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut truncated = 0usize;
-    let mut escalated = 0usize;
-    for chunk in inputs.chunks(args.batch_size.max(1)) {
-        let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let seqs = predictor.featurizer.encode_all(&texts);
-        truncated += seqs.iter().filter(|ids| ids.len() >= limit).count();
-        let probs = predictor.predict_seqs(&seqs, args.batch_size);
-        for (input, p) in chunk.iter().zip(probs) {
-            let mut line = match predictor.meta.task {
-                Task::Multilabel => {
-                    let on: Vec<&String> = labels
-                        .iter()
-                        .zip(&p)
-                        .filter(|(_, x)| **x >= 0.5)
-                        .map(|(l, _)| l)
-                        .collect();
-                    let probs: serde_json::Map<String, Value> = labels
-                        .iter()
-                        .zip(&p)
-                        .map(|(l, x)| (l.clone(), json!(x)))
-                        .collect();
-                    json!({"labels": on, "probs": probs})
+    let mut tally = Tally::default();
+    let from_stdin = args.texts.is_empty() || args.texts == ["-"];
+    if !from_stdin {
+        let inputs: Vec<Input> = args
+            .texts
+            .iter()
+            .map(|t| Input {
+                id: None,
+                text: t.clone(),
+            })
+            .collect();
+        if let Some(n) = args.timing {
+            let texts: Vec<&str> = inputs.iter().map(|i| i.text.as_str()).collect();
+            eprintln!("timing {}", timing(&predictor, &texts, n, batch_size));
+        }
+        for chunk in inputs.chunks(batch_size) {
+            answer(&predictor, chunk, batch_size, &mut out, &mut tally)?;
+        }
+    } else if let Some(n) = args.timing {
+        // Timing needs every input up front.
+        let mut all = Vec::new();
+        let mut reader = std::io::BufReader::new(std::io::stdin().lock());
+        let mut buf = Vec::new();
+        let mut line_no = 0;
+        while let Some(r) = read_line_bounded(&mut reader, &mut buf, args.max_line_bytes)
+            .context("reading stdin")?
+        {
+            line_no += 1;
+            match r {
+                Err(len) => {
+                    eprintln!(
+                        "stdin line {line_no}: {len} bytes, longer than --max-line-bytes {}, skipped",
+                        args.max_line_bytes
+                    );
+                    tally.rejected += 1;
                 }
-                _ => {
-                    let cal = distill_eval::calibrate::apply(&p, temperature);
-                    let mut order: Vec<usize> = (0..cal.len()).collect();
-                    order.sort_by(|&a, &b| cal[b].total_cmp(&cal[a]));
-                    let conf = cal[order[0]];
-                    let escalate = threshold.map(|t| conf < t);
-                    escalated += usize::from(escalate == Some(true));
-                    let top: Vec<Value> = order
-                        .iter()
-                        .take(args.top_k)
-                        .map(|&i| json!([labels[i], cal[i]]))
-                        .collect();
-                    json!({"label": labels[order[0]], "confidence": conf, "top": top, "escalate": escalate})
-                }
-            };
-            if let Some(id) = &input.id {
-                line["id"] = id.clone();
+                Ok(()) if buf.is_empty() => {}
+                Ok(()) => match parse_line(line_no, &buf) {
+                    Some(i) => all.push(i),
+                    None => tally.rejected += 1,
+                },
             }
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
+        }
+        let texts: Vec<&str> = all.iter().map(|i| i.text.as_str()).collect();
+        eprintln!("timing {}", timing(&predictor, &texts, n, batch_size));
+        for chunk in all.chunks(batch_size) {
+            answer(&predictor, chunk, batch_size, &mut out, &mut tally)?;
+        }
+    } else {
+        // Stream: answer a batch when it is full or when no more input is
+        // already waiting, so an interactive caller gets each answer at once
+        // and a bulk pipe gets batches; memory is bounded by one batch.
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+        let mut buf = Vec::new();
+        let mut batch: Vec<Input> = Vec::with_capacity(batch_size);
+        let mut line_no = 0;
+        while let Some(r) = read_line_bounded(&mut reader, &mut buf, args.max_line_bytes)
+            .context("reading stdin")?
+        {
+            line_no += 1;
+            match r {
+                Err(len) => {
+                    eprintln!(
+                        "stdin line {line_no}: {len} bytes, longer than --max-line-bytes {}, skipped",
+                        args.max_line_bytes
+                    );
+                    tally.rejected += 1;
+                }
+                Ok(()) if buf.is_empty() => {}
+                Ok(()) => match parse_line(line_no, &buf) {
+                    Some(i) => batch.push(i),
+                    None => tally.rejected += 1,
+                },
+            }
+            if !batch.is_empty() && (batch.len() >= batch_size || reader.buffer().is_empty()) {
+                answer(&predictor, &batch, batch_size, &mut out, &mut tally)?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            answer(&predictor, &batch, batch_size, &mut out, &mut tally)?;
         }
     }
     out.flush()?;
+    let threshold = predictor.rule().threshold;
     eprintln!(
         "predicted {} inputs ({} escalated{}){}{}",
-        inputs.len(),
-        escalated,
+        tally.inputs,
+        tally.escalated,
         threshold
             .map(|t| format!(" below {t:.4}"))
             .unwrap_or_else(|| ", no threshold in the bundle".into()),
-        if truncated > 0 {
-            format!("; {truncated} truncated to the model's max length ({limit})")
+        if tally.truncated > 0 {
+            format!("; {} truncated to the model's max length", tally.truncated)
         } else {
             String::new()
         },
-        if rejected > 0 {
-            format!("; {rejected} stdin lines rejected")
+        if tally.rejected > 0 {
+            format!("; {} stdin lines rejected", tally.rejected)
         } else {
             String::new()
         }

@@ -66,6 +66,52 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// Read a file that may come from elsewhere (a bundle, a manifest): it must be
+/// a regular file (not a symlink, FIFO or device: those can hang a reader or
+/// feed it without end) of at most `max_bytes`, checked before reading.
+pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::io(
+            path,
+            std::io::Error::other("not a regular file (symlinks, FIFOs and devices are refused)"),
+        ));
+    }
+    if meta.len() > max_bytes {
+        return Err(Error::io(
+            path,
+            std::io::Error::other(format!(
+                "{} bytes, more than the {max_bytes} allowed for this file",
+                meta.len()
+            )),
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(Error::io(
+            path,
+            std::io::Error::other(format!(
+                "grew past the {max_bytes} bytes allowed while read"
+            )),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_json`] through [`read_bounded`].
+pub fn read_json_bounded<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64) -> Result<T> {
+    let bytes = read_bounded(path, max_bytes)?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Paths matching `pattern`, whose components may hold `*` (sorted; no `**`).
 pub fn glob(pattern: &Path) -> Vec<std::path::PathBuf> {
     use std::path::PathBuf;
@@ -134,6 +180,27 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    }
+
+    #[test]
+    fn bounded_reads_refuse_big_files_and_non_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, b"[1, 2]").expect("write");
+        let v: Vec<i32> = read_json_bounded(&path, 100).expect("small file");
+        assert_eq!(v, vec![1, 2]);
+        assert!(read_bounded(&path, 3).is_err(), "over the bound");
+        assert!(read_bounded(dir.path(), 100).is_err(), "a directory");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.json");
+            std::os::unix::fs::symlink(&path, &link).expect("symlink");
+            assert!(read_bounded(&link, 100).is_err(), "a symlink");
+            assert!(
+                read_bounded(Path::new("/dev/zero"), 100).is_err(),
+                "a device"
+            );
+        }
     }
 
     #[test]

@@ -14,13 +14,16 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bundle;
 pub mod config;
 pub mod error;
+pub mod escalation;
 pub mod fsutil;
 pub mod hash;
 pub mod lock;
 pub mod progress;
 pub mod table;
+pub mod text;
 pub mod time;
 pub mod types;
 

@@ -180,6 +180,10 @@ pub struct DatasetManifest {
     /// Present on curated datasets: the pipeline, its seed and what each step did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curation: Option<serde_json::Value>,
+    /// The text-changing steps applied to every row, in order (normalise,
+    /// redact PII): a model trained on these rows applies them to its input.
+    #[serde(default, skip_serializing_if = "crate::text::Preprocess::is_empty")]
+    pub preprocess: crate::text::Preprocess,
 }
 
 /// Count rows per split, `unassigned` for rows without one.

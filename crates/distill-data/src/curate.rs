@@ -30,6 +30,7 @@ use crate::pii::{PiiKind, redact};
 use crate::text::{dedup_key, normalize};
 use distill_core::config::ConfigSource;
 use distill_core::hash::{content_id, seeded_u64, unit_interval};
+use distill_core::text::TextStep;
 use distill_core::types::{Example, Split, Task};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -410,6 +411,24 @@ pub fn curate(
         "rows": dataset.manifest.rows,
     });
     dataset.examples = rows;
+    // The text-changing steps travel with the data into every model trained on it.
+    for step in &config.steps {
+        match step {
+            Step::Normalize {
+                nfkc,
+                whitespace,
+                lowercase,
+            } => dataset.manifest.preprocess.push(TextStep::Normalize {
+                nfkc: *nfkc,
+                whitespace: *whitespace,
+                lowercase: *lowercase,
+            }),
+            Step::RedactPii { kinds } => dataset.manifest.preprocess.push(TextStep::RedactPii {
+                kinds: kinds.clone(),
+            }),
+            _ => {}
+        }
+    }
     dataset.manifest.curation = Some(json!({
         "seed": config.seed,
         "config": config,

@@ -37,6 +37,7 @@ impl Dataset {
             created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
             description: None,
             curation: None,
+            preprocess: Default::default(),
         };
         let mut dataset = Self { manifest, examples };
         dataset.refresh();

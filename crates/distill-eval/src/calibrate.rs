@@ -3,31 +3,11 @@
 //! `softmax(log p / T)`. The model's probabilities stand in for its logits
 //! (`log p` differs from the logits by a per-row constant, which softmax ignores).
 
-use serde::{Deserialize, Serialize};
+pub use distill_core::escalation::{CALIBRATION_FILE, Calibration};
 
-pub const CALIBRATION_FILE: &str = "calibration.json";
-
-/// Stored with the run (`<run>/calibration.json`), applied by eval and export.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Calibration {
-    pub method: String,
-    pub temperature: f64,
-    pub fitted_on: String,
-    pub n: usize,
-    pub nll_before: f64,
-    pub nll_after: f64,
-}
-
-/// `softmax(log p / T)`.
+/// `softmax(log p / T)` (the one implementation lives in distill-core).
 pub fn apply(probs: &[f32], t: f64) -> Vec<f64> {
-    let z: Vec<f64> = probs
-        .iter()
-        .map(|&p| (f64::from(p).max(1e-12)).ln() / t)
-        .collect();
-    let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
+    distill_core::escalation::apply_temperature(probs, t)
 }
 
 /// Mean NLL of the gold labels under temperature `t`.

@@ -91,21 +91,27 @@ impl RunRow {
                 entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             suites.sort();
             for s in suites {
-                let Ok(report) =
-                    distill_core::fsutil::read_json::<serde_json::Value>(&s.join("report.json"))
-                else {
+                let path = s.join(distill_core::escalation::REPORT_FILE);
+                if !path.is_file() {
                     continue;
+                }
+                let report = match distill_core::escalation::SuiteReport::load(&path) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!(
+                            "warning: skipping {e} (written by another distill version? rerun `distill eval`)"
+                        );
+                        continue;
+                    }
                 };
-                let suite = report["suite"].as_str().unwrap_or("suite").to_string();
-                let cases = report["cases"].as_array().cloned().unwrap_or_default();
-                for case in &cases {
-                    let prefix = if cases.len() == 1 {
-                        suite.clone()
+                for case in &report.cases {
+                    let prefix = if report.cases.len() == 1 {
+                        report.suite.clone()
                     } else {
-                        format!("{suite}.{}", case["name"].as_str().unwrap_or("case"))
+                        format!("{}.{}", report.suite, case.name)
                     };
                     for h in HEADLINE {
-                        if let Some(x) = case["metrics"][h].as_f64() {
+                        if let Some(&x) = case.metrics.get(h) {
                             metrics.insert(format!("{prefix}.{h}"), x);
                         }
                     }

@@ -7,14 +7,13 @@ use crate::error::{Error, Result};
 use crate::plots;
 use crate::select;
 use crate::stats;
-use crate::suite::{Case, Gate, GateResult, Suite};
+use crate::suite::{Case, Gate, Suite};
 use distill_core::config::ConfigSource;
 use distill_core::types::Task;
 use distill_model::artifact::Predictor;
 use distill_model::device::DeviceKind;
 use distill_train::config::ExperimentConfig;
 use distill_train::data::{Gold, Row, TrainData, resolve};
-use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,35 +27,8 @@ pub struct EvalRequest {
     pub device: DeviceKind,
 }
 
-/// One case's outcome.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseReport {
-    pub name: String,
-    pub dataset: String,
-    pub split: String,
-    pub n: usize,
-    /// Scalar metrics (what gates read).
-    pub metrics: BTreeMap<String, f64>,
-    pub operating_points: Vec<Value>,
-    pub gates: Vec<GateResult>,
-    /// Everything else: per-label scores, confusions, bins, curve, cascade.
-    pub details: Value,
-    pub plots: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SuiteReport {
-    pub suite: String,
-    pub run: String,
-    pub experiment: String,
-    pub model_kind: String,
-    pub task: Task,
-    pub threads: usize,
-    pub cases: Vec<CaseReport>,
-    pub passed: bool,
-    pub seconds: f64,
-    pub out: PathBuf,
-}
+pub use distill_core::escalation::{CaseReport, SuiteReport};
+use distill_core::escalation::{Certificate, OperatingPoint, Rule};
 
 fn is_bundle(run: &Path) -> bool {
     run.join(distill_export::bundle::BUNDLE_FILE).is_file()
@@ -64,7 +36,6 @@ fn is_bundle(run: &Path) -> bool {
 
 fn model_dir(run: &Path) -> Result<PathBuf> {
     if is_bundle(run) {
-        distill_export::bundle::verify(run).map_err(|e| Error::Input(e.to_string()))?;
         return Ok(run.to_path_buf());
     }
     let dir = run.join(distill_train::run::MODEL_DIR);
@@ -168,7 +139,17 @@ pub fn evaluate(req: &EvalRequest) -> Result<SuiteReport> {
     req.suite.validate()?;
     let run_cfg = run_config(&req.run)?;
     let mdir = model_dir(&req.run)?;
-    let predictor = Predictor::load(&mdir, req.device)?;
+    // A bundle loads through its one predictor (verified, its preprocessing
+    // and featurizer); a run through its model directory.
+    let (bundle_predictor, run_predictor);
+    let predictor: &Predictor = if is_bundle(&req.run) {
+        bundle_predictor = distill_export::BundlePredictor::load(&req.run, req.device)
+            .map_err(|e| Error::Input(e.to_string()))?;
+        bundle_predictor.model()
+    } else {
+        run_predictor = Predictor::load(&mdir, req.device)?;
+        &run_predictor
+    };
     let weights_bytes = std::fs::metadata(mdir.join("weights.bpk"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -177,7 +158,7 @@ pub fn evaluate(req: &EvalRequest) -> Result<SuiteReport> {
     let mut cases = Vec::new();
     let mut predictions: Vec<Value> = Vec::new();
     for case in &req.suite.cases {
-        let (report, preds) = evaluate_case(req, case, &run_cfg, &predictor, weights_bytes, &out)?;
+        let (report, preds) = evaluate_case(req, case, &run_cfg, predictor, weights_bytes, &out)?;
         predictions.extend(preds);
         cases.push(report);
     }
@@ -410,24 +391,44 @@ fn evaluate_case(
                             1.0 - acc.unwrap_or(1.0),
                             format!("{:.0}%", target * 100.0),
                         ));
-                        operating_points.push(json!({
-                            "target_accuracy": target, "delta": case.delta, "threshold": c.threshold,
-                            "val": {"coverage": c.coverage, "accuracy": c.accuracy, "handled": c.handled, "error_upper": c.error_upper},
-                            "coverage": cov, "accuracy": acc, "handled": handled,
-                        }));
+                        operating_points.push(OperatingPoint {
+                            target_accuracy: target,
+                            delta: case.delta,
+                            threshold: Some(c.threshold),
+                            temperature: t,
+                            val: Some(Certificate {
+                                coverage: c.coverage,
+                                accuracy: c.accuracy,
+                                handled: c.handled,
+                                error_upper: c.error_upper,
+                            }),
+                            coverage: cov,
+                            accuracy: acc,
+                            handled: Some(handled),
+                            note: None,
+                        });
                     }
                     None => {
                         metrics.insert(format!("coverage@{key}"), 0.0);
-                        operating_points.push(json!({
-                            "target_accuracy": target, "delta": case.delta, "threshold": null,
-                            "note": "not certifiable on the validation split: everything escalates",
-                            "coverage": 0.0,
-                        }));
+                        operating_points.push(OperatingPoint {
+                            target_accuracy: target,
+                            delta: case.delta,
+                            threshold: None,
+                            temperature: t,
+                            val: None,
+                            coverage: 0.0,
+                            accuracy: None,
+                            handled: None,
+                            note: Some(
+                                "not certifiable on the validation split: everything escalates"
+                                    .into(),
+                            ),
+                        });
                     }
                 }
             }
             details["threshold_method"] = json!(format!(
-                "one-sided Clopper-Pearson bounds at level 1-delta/{g} (Bonferroni) over {g} candidate thresholds at 5% coverage steps; the certified candidate with the largest coverage; chosen on the validation split, applied to this split",
+                "one-sided Clopper-Pearson bounds at level 1-delta/{g} (Bonferroni) over {g} candidate thresholds at 5% coverage steps; the certified candidate with the largest coverage; chosen on the validation split, applied to this split. Caveat: the same validation rows also chose the training run's best epoch and fitted the temperature, so the bound is optimistic by that selection; for a strict guarantee, evaluate with a validation split the run never saw",
                 g = select::GRID
             ));
 
@@ -512,7 +513,7 @@ fn evaluate_case(
                     .unwrap_or(0.0);
                 let mut cascade = Vec::new();
                 for op in &operating_points {
-                    let Some(th) = op["threshold"].as_f64() else {
+                    let Some(th) = op.threshold else {
                         continue;
                     };
                     let (mut n, mut ok, mut local) = (0u64, 0u64, 0u64);
@@ -528,7 +529,7 @@ fn evaluate_case(
                         ok += u64::from(answer == gold[i]);
                     }
                     let local_share = local as f64 / n.max(1) as f64;
-                    let target = op["target_accuracy"].as_f64().unwrap_or(0.0);
+                    let target = op.target_accuracy;
                     metrics.insert(
                         format!("cascade_accuracy@{target}"),
                         ok as f64 / n.max(1) as f64,
@@ -546,19 +547,21 @@ fn evaluate_case(
             }
 
             // Predictions.
-            let escalate_at = first_threshold;
+            // The same rule every predictor applies (distill-core).
+            let rule = Rule {
+                temperature: t,
+                threshold: first_threshold,
+                top_k: 5,
+                always_escalate: oos,
+            };
             for (i, row) in rows.iter().enumerate() {
-                let mut order: Vec<usize> = (0..labels.len()).collect();
-                order.sort_by(|&a, &b| scaled[i][b].total_cmp(&scaled[i][a]));
-                let top: Vec<(String, f64)> = order
-                    .iter()
-                    .take(5)
-                    .map(|&j| (labels[j].clone(), scaled[i][j]))
-                    .collect();
+                let d = rule.decide(&probs[i]);
+                let top: Vec<(String, f64)> =
+                    d.top.iter().map(|&(j, p)| (labels[j].clone(), p)).collect();
                 preds_out.push(json!({
-                    "case": case.name, "id": row.id, "gold": labels[gold[i]], "predicted": labels[pred[i]],
-                    "confidence": conf[i], "top": top,
-                    "escalate": escalate_at.map(|t| conf[i] < t),
+                    "case": case.name, "id": row.id, "gold": labels[gold[i]], "predicted": labels[d.label],
+                    "confidence": d.confidence, "top": top,
+                    "escalate": d.escalate,
                 }));
             }
 

@@ -20,18 +20,17 @@ pub fn operating_table(c: &CaseReport) -> String {
         "| target accuracy | threshold | val coverage | val error upper bound | coverage | accuracy on handled |\n|---:|---:|---:|---:|---:|---:|\n",
     );
     for op in &c.operating_points {
-        let f = |k: &str| op[k].as_f64();
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |",
-            pct(f("target_accuracy").as_ref()),
-            f("threshold")
+            pct(Some(&op.target_accuracy)),
+            op.threshold
                 .map(|t| format!("{t:.4}"))
                 .unwrap_or_else(|| "not certifiable".into()),
-            pct(op["val"]["coverage"].as_f64().as_ref()),
-            pct(op["val"]["error_upper"].as_f64().as_ref()),
-            pct(f("coverage").as_ref()),
-            pct(f("accuracy").as_ref()),
+            pct(op.val.as_ref().map(|v| &v.coverage)),
+            pct(op.val.as_ref().map(|v| &v.error_upper)),
+            pct(Some(&op.coverage)),
+            pct(op.accuracy.as_ref()),
         );
     }
     s
@@ -173,13 +172,12 @@ pub fn summary(r: &SuiteReport) -> String {
             let _ = writeln!(
                 s,
                 "  target {}: threshold {}  local {}  accuracy on handled {}",
-                pct(op["target_accuracy"].as_f64().as_ref()),
-                op["threshold"]
-                    .as_f64()
+                pct(Some(&op.target_accuracy)),
+                op.threshold
                     .map(|t| format!("{t:.4}"))
                     .unwrap_or_else(|| "-".into()),
-                pct(op["coverage"].as_f64().as_ref()),
-                pct(op["accuracy"].as_f64().as_ref())
+                pct(Some(&op.coverage)),
+                pct(op.accuracy.as_ref())
             );
         }
         for g in &c.gates {

@@ -132,12 +132,7 @@ pub struct Gate {
     pub value: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct GateResult {
-    pub gate: String,
-    pub actual: Option<f64>,
-    pub passed: bool,
-}
+pub use distill_core::escalation::GateResult;
 
 impl Gate {
     pub fn parse(text: &str) -> Result<Self> {

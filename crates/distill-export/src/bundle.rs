@@ -20,17 +20,18 @@ use distill_model::artifact::{
 };
 use distill_model::device::DeviceKind;
 use distill_model::spec::ModelSpec;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const BUNDLE_FILE: &str = "bundle.json";
-pub const BUNDLE_SCHEMA_VERSION: u32 = 1;
-pub const ONNX_FILE: &str = "model.onnx";
-pub const CONFIG_FILE: &str = "config.toml";
-pub const VERIFY_FILE: &str = "verify.jsonl";
-pub const LABELS_FILE: &str = "labels.json";
+pub use distill_core::bundle::{
+    BUNDLE_FILE, BUNDLE_SCHEMA_VERSION, BundleLineage, BundleManifest, CONFIG_FILE, FileEntry,
+    Format, LABELS_FILE, ONNX_FILE, Quantize, VERIFY_FILE,
+};
+use distill_core::escalation::{
+    CALIBRATION_FILE, Calibration, Escalation, REPORT_FILE, SuiteReport,
+};
+use distill_core::lock::DirLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,79 +45,11 @@ pub enum Error {
     Model(#[from] distill_model::Error),
     #[error(transparent)]
     Train(#[from] distill_train::Error),
+    #[error(transparent)]
+    Verify(#[from] distill_core::bundle::BundleError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    Burn,
-    Onnx,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Quantize {
-    None,
-    F16,
-    Int8,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "burn" => Ok(Format::Burn),
-            "onnx" => Ok(Format::Onnx),
-            o => Err(format!("unknown format `{o}` (expected onnx or burn)")),
-        }
-    }
-}
-
-impl std::str::FromStr for Quantize {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "none" => Ok(Quantize::None),
-            "f16" => Ok(Quantize::F16),
-            "int8" => Ok(Quantize::Int8),
-            o => Err(format!(
-                "unknown quantisation `{o}` (expected none, f16 or int8)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub sha256: String,
-    pub bytes: u64,
-}
-
-/// `bundle.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BundleManifest {
-    pub schema_version: u32,
-    pub format: Format,
-    pub quantize: Quantize,
-    pub task: distill_core::types::Task,
-    pub model_kind: String,
-    pub labels: Vec<String>,
-    pub inputs: Value,
-    pub outputs: Value,
-    pub featurizer: Value,
-    /// `{temperature, method, fitted_on}`: divide log-probabilities by it (softmax tasks).
-    pub calibration: Option<Value>,
-    /// `{threshold, target_accuracy, delta, method, suite}`: escalate when the
-    /// calibrated confidence is below the threshold.
-    pub escalation: Option<Value>,
-    pub metrics: BTreeMap<String, f64>,
-    pub files: BTreeMap<String, FileEntry>,
-    pub lineage: Value,
-    pub created_by: String,
-    pub created_at: String,
-}
 
 pub struct ExportRequest {
     pub run: PathBuf,
@@ -155,43 +88,28 @@ fn featurizer_doc(spec: &ModelSpec) -> Value {
     }
 }
 
-/// The operating point to ship: target 0.95 if certified by an eval suite, else the highest certified.
-fn escalation(run: &Path) -> Option<Value> {
+/// The operating point to ship, with the temperature it was certified under:
+/// target 0.95 if certified by an eval suite, else the highest certified
+/// (suites in name order; the first wins ties).
+fn escalation(run: &Path) -> Option<Escalation> {
     let entries = std::fs::read_dir(run.join("eval")).ok()?;
-    let mut best: Option<(f64, Value)> = None;
     let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     dirs.sort();
+    let score = |t: f64| if (t - 0.95).abs() < 1e-9 { 2.0 } else { t };
+    let mut best: Option<Escalation> = None;
     for d in dirs {
-        let Ok(report) = read_json::<Value>(&d.join("report.json")) else {
+        let Ok(report) = SuiteReport::load(&d.join(REPORT_FILE)) else {
             continue;
         };
-        let case = &report["cases"][0];
-        let method = case["details"]["threshold_method"].clone();
-        for op in case["operating_points"].as_array().into_iter().flatten() {
-            let (Some(t), Some(target)) =
-                (op["threshold"].as_f64(), op["target_accuracy"].as_f64())
-            else {
-                continue;
-            };
-            let score = if (target - 0.95).abs() < 1e-9 {
-                2.0
-            } else {
-                target
-            };
-            if best.as_ref().is_none_or(|b| score > b.0) {
-                best = Some((
-                    score,
-                    json!({
-                        "threshold": t, "target_accuracy": target, "delta": op["delta"],
-                        "method": method, "suite": report["suite"],
-                        "val_coverage": op["val"]["coverage"], "test_coverage": op["coverage"],
-                        "test_accuracy_on_handled": op["accuracy"],
-                    }),
-                ));
-            }
+        if let Some(e) = report.shipped()
+            && best
+                .as_ref()
+                .is_none_or(|b| score(e.target_accuracy) > score(b.target_accuracy))
+        {
+            best = Some(e);
         }
     }
-    best.map(|b| b.1)
+    best
 }
 
 fn file_entry(path: &Path) -> Result<FileEntry> {
@@ -214,7 +132,6 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
     }
     let info = distill_train::run::RunInfo::load(run)?;
     let predictor = Predictor::load(&model_dir, DeviceKind::Cpu)?;
-    let meta = predictor.meta.clone();
     let qname = match req.quantize {
         Quantize::None => "fp32",
         Quantize::F16 => "f16",
@@ -228,6 +145,9 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         .out
         .clone()
         .unwrap_or_else(|| run.join("bundles").join(format!("{fname}-{qname}")));
+    let _lock = DirLock::acquire(run, "distill export")?;
+    let target = OutDir::check(&out, run)?;
+    let out = target.path().to_path_buf();
     let parent = out
         .parent()
         .map(Path::to_path_buf)
@@ -236,18 +156,39 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         path: parent.clone(),
         message: e.to_string(),
     })?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    remove_stale_temps(&parent, &name);
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::Bundle {
         path: tmp.clone(),
         message: e.to_string(),
     })?;
+    let built = build(req, run, &model_dir, &info, &predictor, &tmp);
+    let manifest = match built {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    target.swap_in(&tmp, &name)?;
+    Ok((out, manifest))
+}
+
+/// Write every bundle file into `tmp` (a fresh directory of ours).
+fn build(
+    req: &ExportRequest,
+    run: &Path,
+    model_dir: &Path,
+    info: &distill_train::run::RunInfo,
+    predictor: &Predictor,
+    tmp: &Path,
+) -> Result<BundleManifest> {
+    let meta = &predictor.meta;
     let io = |p: &Path, e: std::io::Error| Error::Bundle {
         path: p.to_path_buf(),
         message: e.to_string(),
@@ -256,7 +197,10 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
     // Common files.
     write_json_atomic(&tmp.join(LABELS_FILE), &meta.labels)?;
     let config_src = run.join(distill_train::run::CONFIG_FILE);
-    std::fs::copy(&config_src, tmp.join(CONFIG_FILE)).map_err(|e| io(&config_src, e))?;
+    let config_text = portable_config(&config_src)?;
+    write_atomic(&tmp.join(CONFIG_FILE), |w| {
+        w.write_all(config_text.as_bytes())
+    })?;
     if model_dir.join(TOKENIZER_FILE).is_file() {
         std::fs::copy(model_dir.join(TOKENIZER_FILE), tmp.join(TOKENIZER_FILE))
             .map_err(|e| io(&model_dir.join(TOKENIZER_FILE), e))?;
@@ -266,7 +210,7 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         Quantize::F16 => WeightsDtype::F16,
         Quantize::Int8 => WeightsDtype::Int8,
     };
-    let mut bundle_meta: ModelMeta = meta.clone();
+    let mut bundle_meta: ModelMeta = (*meta).clone();
     bundle_meta.weights = dtype;
     write_json_atomic(&tmp.join(META_FILE), &bundle_meta)?;
 
@@ -311,7 +255,7 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         };
         let rows: Vec<&distill_train::data::Row> = rows.iter().take(req.verify_rows).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-        let ids = predictor.featurizer.encode_all(&texts);
+        let ids = predictor.encode_texts(&texts);
         let logits = predictor.logits(&ids, 64);
         for (((t, i), l), r) in texts.iter().zip(&ids).zip(logits).zip(&rows) {
             let gold = match &r.gold {
@@ -323,10 +267,10 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         distill_core::fsutil::write_jsonl_atomic(&tmp.join(VERIFY_FILE), &verify)?;
     }
 
-    let calibration = read_json::<Value>(&run.join("calibration.json")).ok();
+    let calibration: Option<Calibration> = read_json(&run.join(CALIBRATION_FILE)).ok();
     let mut files = BTreeMap::new();
-    let mut names: Vec<String> = std::fs::read_dir(&tmp)
-        .map_err(|e| io(&tmp, e))?
+    let mut names: Vec<String> = std::fs::read_dir(tmp)
+        .map_err(|e| io(tmp, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
@@ -337,7 +281,7 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
     let mut metrics: BTreeMap<String, f64> = info.metrics.clone();
     metrics.insert("params".into(), meta.params as f64);
     let seq = json!(["batch", "sequence"]);
-    let manifest = BundleManifest {
+    let mut manifest = BundleManifest {
         schema_version: BUNDLE_SCHEMA_VERSION,
         format: req.format,
         quantize: req.quantize,
@@ -345,72 +289,217 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         model_kind: meta.spec.kind().to_string(),
         labels: meta.labels.clone(),
         inputs: json!([{"name": "input_ids", "dtype": "int64", "shape": seq,
-                        "note": "feature or token ids from the featurizer; 0 is padding; batch and sequence axes are dynamic"}]),
+                        "note": "feature or token ids from the featurizer, after the preprocess steps; 0 is padding; batch and sequence axes are dynamic"}]),
         outputs: json!([
             {"name": "logits", "dtype": "float32", "shape": ["batch", labels]},
             {"name": "probs", "dtype": "float32", "shape": ["batch", labels],
-             "note": if meta.task == distill_core::types::Task::Multilabel { "sigmoid(logits)" } else { "softmax(logits); calibrated = softmax(logits / temperature)" }}
+             "note": if meta.task == distill_core::types::Task::Multilabel { "sigmoid(logits)" } else { "softmax(logits); calibrated = softmax(log(probs) / escalation.temperature)" }}
         ]),
         featurizer: featurizer_doc(&meta.spec),
+        preprocess: meta.preprocess.clone(),
         calibration,
         escalation: escalation(run),
         metrics,
         files,
-        lineage: json!({
-            "run": std::fs::canonicalize(run).unwrap_or_else(|_| run.clone()).display().to_string(),
-            "experiment": info.experiment, "run_id": info.run_id,
-            "dataset": info.lineage.dataset, "dataset_sha256": info.lineage.dataset_sha256,
-            "teacher": info.lineage.teacher, "teacher_sha256": info.lineage.teacher_sha256,
-        }),
+        // No paths of this machine: names and hashes only.
+        lineage: BundleLineage {
+            experiment: info.experiment.clone(),
+            run_id: info.run_id.clone(),
+            dataset: info.lineage.dataset_name.clone(),
+            dataset_sha256: info.lineage.dataset_sha256.clone(),
+            teacher_sha256: info.lineage.teacher_sha256.clone(),
+        },
         created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
         created_at: distill_core::time::utc_stamp(std::time::SystemTime::now()),
+        bundle_sha256: String::new(),
     };
+    manifest.seal();
     write_json_atomic(&tmp.join(BUNDLE_FILE), &manifest)?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out).map_err(|e| io(&out, e))?;
-    }
-    std::fs::rename(&tmp, &out).map_err(|e| io(&out, e))?;
-    Ok((out, manifest))
+    let _ = model_dir;
+    Ok(manifest)
 }
 
-/// Read a bundle and check its schema version and every file's sha256.
-pub fn verify(dir: &Path) -> Result<BundleManifest> {
-    let path = dir.join(BUNDLE_FILE);
-    if !path.is_file() {
-        return Err(Error::Input(format!(
-            "{}: not a bundle (no {BUNDLE_FILE}); create one with `distill export <run>`",
-            dir.display()
-        )));
-    }
-    let raw: Value = read_json(&path)?;
-    let version = raw["schema_version"].as_u64().unwrap_or(0);
-    if version != u64::from(BUNDLE_SCHEMA_VERSION) {
-        return Err(Error::Bundle {
-            path,
-            message: format!(
-                "bundle schema version {version} is not supported by this distill (it reads version {BUNDLE_SCHEMA_VERSION}); re-export the run with this version"
-            ),
-        });
-    }
-    let manifest: BundleManifest = serde_json::from_value(raw).map_err(|e| Error::Bundle {
-        path: path.clone(),
-        message: format!("invalid bundle.json: {e}"),
+/// The run's resolved config without paths of this machine: absolute paths
+/// (dataset, curation, teacher, tokenizer) become their file names, so a
+/// bundle that leaves the workbench does not carry its directory layout.
+/// (`distill eval BUNDLE` then needs a suite whose cases name their dataset.)
+fn portable_config(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Bundle {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })?;
-    for (name, entry) in &manifest.files {
-        let p = dir.join(name);
-        let actual = file_entry(&p).map_err(|_| Error::Bundle {
-            path: p.clone(),
-            message: "listed in bundle.json but missing".into(),
-        })?;
-        if actual.sha256 != entry.sha256 {
-            return Err(Error::Bundle {
-                path: p,
-                message: format!(
-                    "sha256 mismatch (tampered or truncated: {} bytes, bundle.json says {})",
-                    actual.bytes, entry.bytes
-                ),
-            });
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Bundle {
+        path: path.to_path_buf(),
+        message: format!("invalid TOML: {e}"),
+    })?;
+    fn strip(v: &mut toml::Value) {
+        match v {
+            toml::Value::String(s) if Path::new(s.as_str()).is_absolute() => {
+                *s = Path::new(s.as_str())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| strip(v)),
+            toml::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
         }
     }
-    Ok(manifest)
+    table.iter_mut().for_each(|(_, v)| strip(v));
+    Ok(toml::to_string(&table).unwrap_or(text))
+}
+
+/// Where `distill export --out` may write: an absent directory, an empty
+/// one, or an existing bundle holding nothing but its own files, never the
+/// run or a directory that holds it. Anything else is refused untouched.
+enum OutDir {
+    Absent(PathBuf),
+    Empty(PathBuf),
+    Bundle(PathBuf),
+}
+
+impl OutDir {
+    fn check(out: &Path, run: &Path) -> Result<OutDir> {
+        let refuse = |message: String| Error::Bundle {
+            path: out.to_path_buf(),
+            message,
+        };
+        let meta = match std::fs::symlink_metadata(out) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+                if abs.file_name().is_none() {
+                    return Err(refuse("not a directory name to create".into()));
+                }
+                return Ok(OutDir::Absent(abs));
+            }
+            Err(e) => return Err(refuse(e.to_string())),
+            Ok(m) => m,
+        };
+        if !meta.is_dir() {
+            return Err(refuse(
+                "exists and is not a directory (a symlink or a file); choose another --out".into(),
+            ));
+        }
+        let out_abs = std::fs::canonicalize(out).map_err(|e| refuse(e.to_string()))?;
+        let run_abs = std::fs::canonicalize(run).map_err(|e| refuse(e.to_string()))?;
+        if run_abs.starts_with(&out_abs) {
+            return Err(refuse(format!(
+                "refusing to replace {} with a bundle: it is the run or holds it",
+                out_abs.display()
+            )));
+        }
+        if out_abs.file_name().is_none() {
+            return Err(refuse("refusing to replace the file-system root".into()));
+        }
+        let entries: Vec<String> = std::fs::read_dir(&out_abs)
+            .map_err(|e| refuse(e.to_string()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if entries.is_empty() {
+            return Ok(OutDir::Empty(out_abs));
+        }
+        if !entries.iter().any(|n| n == BUNDLE_FILE) {
+            return Err(refuse(format!(
+                "exists, is not empty and is not a bundle (no {BUNDLE_FILE}); refusing to replace it: choose an absent or empty directory"
+            )));
+        }
+        // An existing bundle is replaced only if it holds nothing else.
+        #[derive(serde::Deserialize)]
+        struct Files {
+            files: BTreeMap<String, serde_json::Value>,
+        }
+        let listed: Files =
+            distill_core::fsutil::read_json_bounded(&out_abs.join(BUNDLE_FILE), 16 << 20).map_err(
+                |e| {
+                    refuse(format!(
+                        "existing bundle unreadable ({e}); refusing to replace it"
+                    ))
+                },
+            )?;
+        let foreign: Vec<&String> = entries
+            .iter()
+            .filter(|n| {
+                // `eval/`: reports `distill eval BUNDLE` wrote into it.
+                n.as_str() != BUNDLE_FILE
+                    && n.as_str() != distill_core::lock::LOCK_FILE
+                    && n.as_str() != "eval"
+                    && !listed.files.contains_key(n.as_str())
+            })
+            .collect();
+        if !foreign.is_empty() {
+            return Err(refuse(format!(
+                "the existing bundle also holds files it did not create ({}); refusing to replace it",
+                foreign
+                    .iter()
+                    .take(5)
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(OutDir::Bundle(out_abs))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            OutDir::Absent(p) | OutDir::Empty(p) | OutDir::Bundle(p) => p,
+        }
+    }
+
+    /// Put the finished `tmp` in place: the old bundle is renamed aside, the
+    /// new one renamed in, then the old one removed (rolled back on failure).
+    fn swap_in(&self, tmp: &Path, name: &str) -> Result<()> {
+        let out = self.path();
+        let io = |p: &Path, e: std::io::Error| Error::Bundle {
+            path: p.to_path_buf(),
+            message: e.to_string(),
+        };
+        match self {
+            OutDir::Absent(_) => std::fs::rename(tmp, out).map_err(|e| io(out, e)),
+            OutDir::Empty(_) => {
+                std::fs::remove_dir(out).map_err(|e| io(out, e))?;
+                std::fs::rename(tmp, out).map_err(|e| io(out, e))
+            }
+            OutDir::Bundle(_) => {
+                let parent = out.parent().unwrap_or(Path::new("."));
+                let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+                std::fs::rename(out, &old).map_err(|e| io(out, e))?;
+                if let Err(e) = std::fs::rename(tmp, out) {
+                    let _ = std::fs::rename(&old, out);
+                    return Err(io(out, e));
+                }
+                std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))
+            }
+        }
+    }
+}
+
+/// Remove `.NAME.tmp-PID` / `.NAME.old-PID` directories left by an export
+/// that was killed (only ours: that exact pattern, and only when PID is no
+/// longer running).
+fn remove_stale_temps(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+            file.strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|p| p.parse::<u32>().ok())
+        });
+        let Some(pid) = pid else { continue };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !alive && is_dir && Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Read a bundle and check it as untrusted input (see
+/// [`distill_core::bundle`]): exact file set, plain names, regular files,
+/// sizes before reading, every sha256, and the manifest's own hash.
+pub fn verify(dir: &Path) -> Result<BundleManifest> {
+    Ok(BundleManifest::read_verified(dir)?)
 }

@@ -6,3 +6,6 @@
 
 pub mod bundle;
 pub mod onnx;
+pub mod predictor;
+
+pub use predictor::{BundlePredictor, Prediction};

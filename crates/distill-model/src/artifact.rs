@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use distill_core::fsutil::{write_atomic, write_json_atomic};
+use distill_core::text::Preprocess;
 use distill_core::types::Task;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -36,6 +37,67 @@ pub struct ModelMeta {
     /// How `weights.bpk` stores the weights (bundles may hold f16 or int8).
     #[serde(default)]
     pub weights: WeightsDtype,
+    /// Text steps applied to raw input before featurizing (the curation the
+    /// training data went through): normalisation, PII placeholders.
+    #[serde(default, skip_serializing_if = "Preprocess::is_empty")]
+    pub preprocess: Preprocess,
+}
+
+/// Largest label set a model may declare.
+pub const MAX_LABELS: usize = 1 << 17;
+
+impl ModelMeta {
+    /// Check every size before anything is allocated from it: a hostile or
+    /// corrupt `model.json` is an error, never a panic or an abort.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| Error::Artifact {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.schema_version > MODEL_SCHEMA_VERSION {
+            return Err(bad(format!(
+                "schema_version {} is newer than this distill understands ({MODEL_SCHEMA_VERSION})",
+                self.schema_version
+            )));
+        }
+        self.spec
+            .validate()
+            .and_then(|_| self.spec.validate_bounds())
+            .map_err(|e| bad(format!("invalid model spec: {e}")))?;
+        if self.labels.len() < 2 || self.labels.len() > MAX_LABELS {
+            return Err(bad(format!(
+                "{} labels (a model has 2 to {MAX_LABELS})",
+                self.labels.len()
+            )));
+        }
+        let expected_vocab = match &self.spec {
+            ModelSpec::Bag(b) => Some(b.buckets),
+            ModelSpec::Encoder(_) => None,
+        };
+        if let Some(v) = expected_vocab
+            && v != self.vocab_size
+        {
+            return Err(bad(format!(
+                "vocab_size {} does not match the bag's buckets ({v})",
+                self.vocab_size
+            )));
+        }
+        if self.vocab_size < 2 || self.vocab_size > crate::spec::MAX_VOCAB {
+            return Err(bad(format!(
+                "vocab_size {} is out of range (2..={})",
+                self.vocab_size,
+                crate::spec::MAX_VOCAB
+            )));
+        }
+        let params = self.spec.param_count(self.vocab_size, self.labels.len());
+        if params > crate::spec::MAX_PARAMS {
+            return Err(bad(format!(
+                "{params} parameters exceed the limit of {} (a corrupt or hostile model.json?)",
+                crate::spec::MAX_PARAMS
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Storage of the weights in `weights.bpk`.
@@ -209,16 +271,9 @@ pub struct Predictor {
 
 impl Predictor {
     pub fn load(dir: &Path, device: DeviceKind) -> Result<Self> {
-        let meta: ModelMeta = distill_core::fsutil::read_json(&dir.join(META_FILE))?;
-        if meta.schema_version > MODEL_SCHEMA_VERSION {
-            return Err(Error::Artifact {
-                path: dir.join(META_FILE),
-                message: format!(
-                    "schema_version {} is newer than this distill understands ({MODEL_SCHEMA_VERSION})",
-                    meta.schema_version
-                ),
-            });
-        }
+        let meta_path = dir.join(META_FILE);
+        let meta: ModelMeta = distill_core::fsutil::read_json_bounded(&meta_path, 1 << 20)?;
+        meta.validate(&meta_path)?;
         let device = device.device()?;
         let featurizer = featurizer_for(&meta.spec, dir)?;
         let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
@@ -241,9 +296,32 @@ impl Predictor {
         predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device)
     }
 
-    /// Probabilities per text over `meta.labels` (softmax, or sigmoid for multilabel).
+    /// Featurize one raw text: the model's preprocessing, then its featurizer.
+    pub fn encode_text(&self, text: &str) -> Vec<u32> {
+        if self.meta.preprocess.is_empty() {
+            self.featurizer.encode(text)
+        } else {
+            self.featurizer.encode(&self.meta.preprocess.apply(text))
+        }
+    }
+
+    /// Featurize raw texts: the model's preprocessing (normalise, redact PII),
+    /// then its featurizer, in parallel.
+    pub fn encode_texts(&self, texts: &[&str]) -> Vec<Vec<u32>> {
+        use rayon::prelude::*;
+        if self.meta.preprocess.is_empty() {
+            return self.featurizer.encode_all(texts);
+        }
+        texts
+            .par_iter()
+            .map(|t| self.featurizer.encode(&self.meta.preprocess.apply(t)))
+            .collect()
+    }
+
+    /// Probabilities per raw text over `meta.labels` (softmax, or sigmoid for
+    /// multilabel), preprocessing included.
     pub fn predict_proba(&self, texts: &[&str], batch_size: usize) -> Vec<Vec<f32>> {
-        self.predict_seqs(&self.featurizer.encode_all(texts), batch_size)
+        self.predict_seqs(&self.encode_texts(texts), batch_size)
     }
 }
 

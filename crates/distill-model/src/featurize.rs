@@ -71,8 +71,14 @@ impl BagFeaturizer {
         (1 + xxh3_64_with_seed(bytes, seed) % (self.buckets - 1)) as u32
     }
 
+    /// The first `max_features` ids of the text's features. Work is bounded
+    /// by `max_features`, not by the text's length: only the first
+    /// `max_features` words can contribute (words come first), and every loop
+    /// stops once enough ids exist, so the output equals the full feature
+    /// list truncated, at a fraction of the cost on long inputs.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let words = words(text);
+        let limit = self.max_features;
+        let words = words_limited(text, limit);
         let mut ids = Vec::with_capacity(words.len() * 8);
         for w in &words {
             ids.push(self.bucket(w.as_bytes(), SEED_WORD));
@@ -80,6 +86,9 @@ impl BagFeaturizer {
         let mut joined = String::new();
         for n in 2..=self.word_ngrams {
             for window in words.windows(n) {
+                if ids.len() >= limit {
+                    break;
+                }
                 joined.clear();
                 for (i, w) in window.iter().enumerate() {
                     if i > 0 {
@@ -94,14 +103,25 @@ impl BagFeaturizer {
             let mut chars: Vec<char> = Vec::new();
             let mut gram = String::new();
             for w in &words {
+                if ids.len() >= limit {
+                    break;
+                }
                 chars.clear();
                 chars.push('<');
-                chars.extend(w.chars());
-                chars.push('>');
-                for n in lo..=hi.min(chars.len()) {
+                // Only the first `limit + hi` characters can yield one of the
+                // first `limit` grams of any length.
+                let full_len = w.chars().count() + 2;
+                chars.extend(w.chars().take(limit + hi));
+                if chars.len() == full_len - 1 {
+                    chars.push('>');
+                }
+                for n in lo..=hi.min(full_len) {
                     for window in chars.windows(n) {
+                        if ids.len() >= limit {
+                            break;
+                        }
                         // The whole `<word>` is already the word feature.
-                        if n == chars.len() {
+                        if n == full_len {
                             continue;
                         }
                         gram.clear();
@@ -171,9 +191,17 @@ fn canonical_ids(json: &str) -> Result<String> {
 
 /// Lowercased words; every punctuation character is a word of its own.
 pub fn words(text: &str) -> Vec<String> {
+    words_limited(text, usize::MAX)
+}
+
+/// The first `limit` words of [`words`], scanning no further than needed.
+pub fn words_limited(text: &str, limit: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for c in text.chars() {
+        if out.len() >= limit {
+            return out;
+        }
         if c.is_alphanumeric() || c == '\'' || c == '_' {
             cur.extend(c.to_lowercase());
         } else {
@@ -189,6 +217,19 @@ pub fn words(text: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a
+/// character boundary.
+pub fn truncate_at_char(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A subword tokenizer with `[CLS]` prepended, truncated to `max_len` ids.
@@ -289,6 +330,9 @@ impl SubwordFeaturizer {
         ids.push(self.cls);
         // Encoding cannot fail for a trained WordPiece/BPE with an unk token;
         // should it, the text is represented by [CLS] alone.
+        // Bound the work on huge inputs: `max_len` tokens never need more
+        // than 64 bytes each (a documented, practical bound).
+        let text = truncate_at_char(text, self.max_len.saturating_mul(64));
         if let Ok(enc) = self.tokenizer.encode(text, false) {
             ids.extend(enc.get_ids().iter().take(self.max_len - 1));
         }
@@ -327,6 +371,38 @@ mod tests {
         let ids = f.encode("my card was declined and declined and declined again");
         assert_eq!(ids.len(), 8, "[CLS] + truncation to max-len");
         assert_eq!(ids[0], f.cls);
+    }
+
+    #[test]
+    fn bounded_bag_features_equal_the_full_list_truncated() {
+        let spec = |max_features| BagSpec {
+            dim: 8,
+            buckets: 1 << 12,
+            word_ngrams: 3,
+            char_ngrams: Some([2, 5]),
+            hidden: 0,
+            dropout: 0.0,
+            max_features,
+        };
+        let full = BagFeaturizer::new(&spec(1 << 16));
+        let word = "x".repeat(5000);
+        for text in [
+            "short text, a few words".to_string(),
+            "many words ".repeat(400),
+            format!("one {word} giant word"),
+            "ünïcödé wörds ".repeat(100),
+        ] {
+            for limit in [1, 7, 64, 512] {
+                let mut expected = full.encode(&text);
+                expected.truncate(limit);
+                assert_eq!(
+                    BagFeaturizer::new(&spec(limit)).encode(&text),
+                    expected,
+                    "{limit}"
+                );
+            }
+        }
+        assert_eq!(truncate_at_char("héllo", 2), "h");
     }
 
     #[test]

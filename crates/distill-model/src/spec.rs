@@ -13,7 +13,80 @@ pub enum ModelSpec {
     Encoder(EncoderSpec),
 }
 
+/// Upper bounds on every size a spec may declare. Generous for real students,
+/// small enough that a corrupt or hostile `model.json` cannot make a loader
+/// allocate without limit.
+pub const MAX_VOCAB: usize = 1 << 24;
+pub const MAX_PARAMS: usize = 1 << 31;
+const MAX_DIM: usize = 8192;
+const MAX_LAYERS: usize = 64;
+const MAX_HEADS: usize = 128;
+const MAX_LEN: usize = 8192;
+const MAX_NGRAM: usize = 16;
+const MAX_FEATURES: usize = 1 << 16;
+
 impl ModelSpec {
+    /// Size limits (see [`MAX_VOCAB`]); [`ModelSpec::validate`] checks consistency.
+    pub fn validate_bounds(&self) -> crate::Result<()> {
+        let over = |what: &str, v: usize, max: usize| {
+            if v > max {
+                Err(crate::Error::Spec(format!(
+                    "{what} = {v} exceeds the limit {max}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            ModelSpec::Bag(b) => {
+                over("bag dim", b.dim, MAX_DIM)?;
+                over("bag buckets", b.buckets, MAX_VOCAB)?;
+                over("bag word-ngrams", b.word_ngrams, MAX_NGRAM)?;
+                if let Some([_, hi]) = b.char_ngrams {
+                    over("bag char-ngrams max", hi, MAX_NGRAM)?;
+                }
+                over("bag hidden", b.hidden, MAX_DIM)?;
+                over("bag max-features", b.max_features, MAX_FEATURES)?;
+                if b.max_features == 0 {
+                    return Err(crate::Error::Spec("bag: max-features must be >= 1".into()));
+                }
+            }
+            ModelSpec::Encoder(e) => {
+                over("encoder layers", e.layers, MAX_LAYERS)?;
+                over("encoder d-model", e.d_model, MAX_DIM)?;
+                over("encoder heads", e.heads, MAX_HEADS)?;
+                over("encoder ff", e.ff, 4 * MAX_DIM)?;
+                over("encoder max-len", e.max_len, MAX_LEN)?;
+                over(
+                    "encoder tokenizer vocab-size",
+                    e.tokenizer.vocab_size,
+                    MAX_VOCAB,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters of the student this spec builds (saturating), for limits.
+    pub fn param_count(&self, vocab: usize, classes: usize) -> usize {
+        let m = |a: usize, b: usize| a.saturating_mul(b);
+        match self {
+            ModelSpec::Bag(b) => {
+                let head_in = if b.hidden > 0 { b.hidden } else { b.dim };
+                m(vocab, b.dim)
+                    .saturating_add(m(b.dim, b.hidden))
+                    .saturating_add(m(head_in, classes))
+            }
+            ModelSpec::Encoder(e) => {
+                let per_layer =
+                    m(4, m(e.d_model, e.d_model)).saturating_add(m(2, m(e.d_model, e.ff)));
+                m(vocab.saturating_add(e.max_len), e.d_model)
+                    .saturating_add(m(e.layers, per_layer))
+                    .saturating_add(m(e.d_model, classes))
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ModelSpec::Bag(_) => "bag",

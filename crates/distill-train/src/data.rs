@@ -37,6 +37,8 @@ pub struct DatasetInfo {
     pub labels: Vec<String>,
     /// sha256 of the examples (from dataset.json).
     pub sha256: String,
+    /// The text steps curation applied (the model applies them to its input).
+    pub preprocess: distill_core::text::Preprocess,
 }
 
 /// Everything the loop needs from data.
@@ -280,6 +282,7 @@ impl TrainData {
                 task,
                 labels,
                 sha256: dataset.manifest.examples_sha256.clone(),
+                preprocess: dataset.manifest.preprocess.clone(),
             },
             train,
             val,

@@ -607,6 +607,7 @@ fn finish(
         params,
         created_by: format!("distill {}", env!("CARGO_PKG_VERSION")),
         weights: artifact::WeightsDtype::F32,
+        preprocess: data.info.preprocess.clone(),
     };
     let model_bytes =
         artifact::save_model(&run_dir.join(run::MODEL_DIR), &meta, &model, featurizer)?;

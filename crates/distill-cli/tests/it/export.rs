@@ -3,7 +3,7 @@
 //! quarter of the size, and bad bundles are refused.
 
 use super::{distill, last_line_path, ok, repo, stderr};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,6 +49,8 @@ fn export(run: &Path, format: &str, quantize: &str) -> PathBuf {
         format,
         "--quantize",
         quantize,
+        "--verify-rows",
+        "200",
     ]))
 }
 
@@ -258,4 +260,356 @@ fn tampered_old_or_wrong_format_bundles_are_refused() {
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains("\"id\":3"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("stdin line 2: invalid UTF-8"));
+}
+
+/// Rewrite a bundle's manifest (and reseal it, so that only the check under
+/// test can refuse it); `rehash` lists files whose entries follow their content.
+fn reseal(
+    bundle: &Path,
+    rehash: &[&str],
+    edit: impl FnOnce(&mut distill_core::bundle::BundleManifest),
+) {
+    let path = bundle.join("bundle.json");
+    let mut m: distill_core::bundle::BundleManifest =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("manifest");
+    for name in rehash {
+        let p = bundle.join(name);
+        m.files.insert(
+            name.to_string(),
+            distill_core::bundle::FileEntry {
+                sha256: distill_core::hash::sha256_file(&p).expect("hash"),
+                bytes: std::fs::metadata(&p).expect("meta").len(),
+            },
+        );
+    }
+    edit(&mut m);
+    m.seal();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("json")).expect("write");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("list") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+fn refused(bundle: &Path, expect: &str) {
+    let o = distill(&["predict", "--bundle", &s(bundle), "hello"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}: {}",
+        bundle.display(),
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(expect),
+        "expected `{expect}`: {}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn hostile_bundles_are_refused_with_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+        "--set",
+        "train.max-steps=10",
+        "--set",
+        "model.buckets=4096",
+    ]));
+    let good = export(&run, "burn", "none");
+    ok(&["predict", "--bundle", &s(&good), "hello"]);
+    let case = |name: &str| {
+        let dir = tmp.path().join(name);
+        copy_dir(&good, &dir);
+        dir
+    };
+    // An entry removed from bundle.json (without resealing) no longer switches its check off.
+    let b = case("entry-removed");
+    let path = b.join("bundle.json");
+    let mut raw: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    raw["files"]
+        .as_object_mut()
+        .expect("files")
+        .remove("weights.bpk");
+    std::fs::write(&path, serde_json::to_vec(&raw).expect("json")).expect("write");
+    refused(&b, "modified after export");
+    // Even resealed, the format's file set is required.
+    let b = case("entry-removed-resealed");
+    reseal(&b, &[], |m| {
+        m.files.remove("weights.bpk");
+    });
+    refused(&b, "weights.bpk is missing from the file list");
+    // Names outside the bundle.
+    for (i, name) in ["../outside.bpk", "/etc/passwd", ".hidden"]
+        .iter()
+        .enumerate()
+    {
+        let b = case(&format!("name-{i}"));
+        reseal(&b, &[], |m| {
+            let e = m.files["labels.json"].clone();
+            m.files.insert(name.to_string(), e);
+        });
+        refused(&b, "not a plain file name");
+    }
+    // A symlink to /dev/zero where the weights were, and a FIFO.
+    let b = case("devzero");
+    std::fs::remove_file(b.join("weights.bpk")).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", b.join("weights.bpk")).expect("symlink");
+    refused(&b, "not a regular file");
+    let b = case("fifo");
+    std::fs::remove_file(b.join("weights.bpk")).expect("rm");
+    let st = Command::new("mkfifo")
+        .arg(b.join("weights.bpk"))
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    refused(&b, "not a regular file");
+    // Invalid specs in model.json, each resealed so that only validation can refuse it.
+    for (i, (key, value, expect)) in [
+        ("dim", json!(0), "dim must be > 0"),
+        ("max-features", json!(0), "max-features must be >= 1"),
+        ("char-ngrams", json!([0, 3]), "char-ngrams"),
+        ("buckets", json!(1u64 << 40), "exceeds the limit"),
+        ("word-ngrams", json!(1_000_000), "exceeds the limit"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = case(&format!("spec-{i}"));
+        let mp = b.join("model.json");
+        let mut meta: Value =
+            serde_json::from_slice(&std::fs::read(&mp).expect("read")).expect("json");
+        meta["spec"][key] = value;
+        std::fs::write(&mp, serde_json::to_vec(&meta).expect("json")).expect("write");
+        reseal(&b, &["model.json"], |_| {});
+        refused(&b, expect);
+    }
+    // An encoder spec with a million layers or heads that do not divide d-model.
+    let b = case("encoder-spec");
+    let mp = b.join("model.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&mp).expect("read")).expect("json");
+    meta["spec"] = json!({"kind": "encoder", "layers": 1_000_000, "d-model": 64, "heads": 4, "ff": 128, "max-len": 32});
+    std::fs::write(&mp, serde_json::to_vec(&meta).expect("json")).expect("write");
+    reseal(&b, &["model.json"], |_| {});
+    refused(&b, "invalid model spec");
+    let mut meta2 = meta.clone();
+    meta2["spec"]["layers"] = json!(1);
+    meta2["spec"]["heads"] = json!(3);
+    std::fs::write(&mp, serde_json::to_vec(&meta2).expect("json")).expect("write");
+    reseal(&b, &["model.json"], |_| {});
+    refused(&b, "multiple of heads");
+    // An oversized manifest is not read at all.
+    let b = case("huge-manifest");
+    let f = std::fs::File::options()
+        .append(true)
+        .open(b.join("bundle.json"))
+        .expect("open");
+    f.set_len(64 << 20).expect("grow");
+    refused(&b, "allowed for this file");
+}
+
+#[test]
+fn export_out_never_deletes_what_it_did_not_create() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+        "--set",
+        "train.max-steps=5",
+        "--set",
+        "model.buckets=4096",
+    ]));
+    let export_to =
+        |out: &Path| distill(&["export", &s(&run), "--format", "burn", "--out", &s(out)]);
+    // A directory with other things in it: refused, untouched.
+    let keep = tmp.path().join("precious");
+    std::fs::create_dir_all(keep.join("sub")).expect("mkdir");
+    std::fs::write(keep.join("notes.txt"), "mine").expect("write");
+    let o = export_to(&keep);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a bundle"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(keep.join("notes.txt")).expect("kept"),
+        "mine"
+    );
+    assert!(keep.join("sub").is_dir());
+    // The run itself, and directories holding it (the experiment dir, `..`).
+    for out in [
+        run.clone(),
+        run.parent().expect("exp").to_path_buf(),
+        run.join(".."),
+    ] {
+        let o = export_to(&out);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}: {}",
+            out.display(),
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("it is the run or holds it"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(run.join("run.json").is_file() && run.join("model/model.json").is_file());
+    // `--out .` in a working directory with files: refused.
+    let o = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(["export", &s(&run), "--format", "burn", "--out", "."])
+        .current_dir(&keep)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(keep.join("notes.txt")).expect("kept"),
+        "mine"
+    );
+    // Absent, empty, and an existing bundle (replaced whole) are fine.
+    let fresh = tmp.path().join("fresh");
+    assert!(export_to(&fresh).status.success());
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    assert!(export_to(&empty).status.success());
+    assert!(empty.join("bundle.json").is_file());
+    let o = export_to(&fresh);
+    assert!(
+        o.status.success(),
+        "re-export over a bundle: {}",
+        stderr(&o)
+    );
+    ok(&["predict", "--bundle", &s(&fresh), "hello"]);
+    // A bundle someone added files to: refused, their file kept.
+    std::fs::write(fresh.join("mine.txt"), "x").expect("write");
+    let o = export_to(&fresh);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("did not create"), "{}", stderr(&o));
+    assert!(fresh.join("mine.txt").is_file());
+    // No temporary directories are left beside the outputs.
+    let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Bundles carry no absolute paths and no data rows unless asked.
+    for f in std::fs::read_dir(&fresh).expect("list") {
+        let f = f.expect("entry").path();
+        let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read")).into_owned();
+        assert!(
+            !text.contains(&s(tmp.path())),
+            "{} holds an absolute path",
+            f.display()
+        );
+        assert!(
+            !text.contains("/shared/datasets"),
+            "{} holds a dataset path",
+            f.display()
+        );
+    }
+    assert!(
+        !fresh.join("verify.jsonl").exists(),
+        "verify rows are opt-in"
+    );
+}
+
+#[test]
+fn preprocessing_travels_with_the_model() {
+    use distill_core::hash::content_id;
+    // sms_spam-bag trains behind the default curation: NFKC normalisation and
+    // PII placeholders (<PHONE>: spam texts are full of phone numbers).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+    ]));
+    let bundle = export(&run, "burn", "none");
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).expect("read"))
+            .expect("json");
+    let steps: Vec<&str> = m["preprocess"]
+        .as_array()
+        .expect("preprocess recorded in bundle.json")
+        .iter()
+        .filter_map(|s| s["type"].as_str())
+        .collect();
+    assert_eq!(steps, ["normalize", "redact-pii"]);
+    let predictor =
+        distill_export::BundlePredictor::load(&bundle, distill_model::device::DeviceKind::Cpu)
+            .expect("load");
+    // The raw test rows: raw texts whose curated form is in the curated test split.
+    let data = repo().join("configs/data/sms_spam.toml");
+    let raw = distill_data::open::open_dataset(&data, None).expect("raw");
+    let curated =
+        distill_data::open::open_dataset(&data, Some(&repo().join("configs/curate/default.toml")))
+            .expect("curated");
+    let test: std::collections::HashMap<String, (String, String)> = curated
+        .examples
+        .iter()
+        .filter(|e| e.split == Some(distill_core::types::Split::Test))
+        .map(|e| {
+            (
+                e.id.clone(),
+                (e.text.clone(), e.label.clone().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let pre = &predictor.manifest.preprocess;
+    let rows: Vec<(&str, &str, &str)> = raw
+        .examples
+        .iter()
+        .filter_map(|e| {
+            let (text, label) = test.get(&content_id(&pre.apply(&e.text)))?;
+            Some((e.text.as_str(), text.as_str(), label.as_str()))
+        })
+        .collect();
+    assert!(rows.len() > 400, "{} raw test rows", rows.len());
+    let changed = rows.iter().filter(|(r, c, _)| r != c).count();
+    assert!(changed > 20, "only {changed} test rows changed by curation");
+    let raw_texts: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let cur_texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let on_raw = predictor.predict(&raw_texts, 64);
+    let on_curated = predictor.predict(&cur_texts, 64);
+    // The predictor sees raw input exactly as training saw it.
+    assert_eq!(on_raw, on_curated);
+    // What serving raw text without the preprocessing would have cost.
+    let model = predictor.model();
+    let skewed = model.predict_seqs(&model.featurizer.encode_all(&raw_texts), 64);
+    let labels = predictor.labels();
+    let acc = |preds: &mut dyn Iterator<Item = String>| {
+        let hits = preds.zip(&rows).filter(|(p, r)| p == r.2).count();
+        hits as f64 / rows.len() as f64
+    };
+    let with = acc(&mut on_raw.iter().map(|p| p.label.clone().unwrap_or_default()));
+    let argmax = |p: &Vec<f32>| {
+        (0..p.len())
+            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+            .unwrap_or(0)
+    };
+    let without = acc(&mut skewed.iter().map(|p| labels[argmax(p)].clone()));
+    let flipped = on_raw
+        .iter()
+        .zip(&skewed)
+        .filter(|(a, b)| a.label.as_deref() != Some(labels[argmax(b)].as_str()))
+        .count();
+    eprintln!(
+        "skew: {} raw test rows ({changed} changed by curation): accuracy {with:.4} with the model's preprocessing, {without:.4} without ({flipped} answers differ)",
+        rows.len()
+    );
+    assert!(with >= without, "{with} vs {without}");
 }
