@@ -32,15 +32,27 @@ fn demo_runs_end_to_end_and_its_artifacts_agree() {
             .is_file()
     );
     assert!(out.join("teachers/encoder/logs.jsonl").is_file());
-    // The distilled student beats the gold-only one, or the demo says why not.
+    // The demo's point: the distilled student beats the same student trained
+    // on the 20% gold alone. Measured at this size (seeds 1 and 2): +18.8 and
+    // +9.9 points; the assertion leaves room for the teacher's run-to-run
+    // variability (tokenizer ties) but fails if distillation stops helping.
     let models = s["models"].as_array().expect("models");
     let acc = |i: usize| models[i]["metrics"]["accuracy"].as_f64().expect("accuracy");
-    let verdict = s["verdict"].as_str().expect("verdict");
-    if s["distillation_helps"] == true {
-        assert!(acc(1) > acc(2));
-    } else {
-        assert!(verdict.contains("did not help"), "{verdict}");
-    }
+    assert!(
+        acc(1) - acc(2) > 0.03,
+        "distilled {} vs gold-only {}",
+        acc(1),
+        acc(2)
+    );
+    assert_eq!(s["distillation_helps"], true);
+    assert!(
+        s["verdict"]
+            .as_str()
+            .expect("verdict")
+            .starts_with("distillation helps"),
+        "{}",
+        s["verdict"]
+    );
     // Redaction ran on the synthetic PII.
     let curated: Value = serde_json::from_slice(
         &std::fs::read(out.join("data/curated/dataset.json")).expect("dataset"),
