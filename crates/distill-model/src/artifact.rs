@@ -272,7 +272,7 @@ pub struct Predictor {
 impl Predictor {
     pub fn load(dir: &Path, device: DeviceKind) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
-        let meta: ModelMeta = distill_core::fsutil::read_json_bounded(&meta_path, 1 << 20)?;
+        let meta: ModelMeta = distill_core::fsutil::read_json_bounded(&meta_path, 16 << 20)?;
         meta.validate(&meta_path)?;
         let device = device.device()?;
         let featurizer = featurizer_for(&meta.spec, dir)?;
