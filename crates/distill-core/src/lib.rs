@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsutil;
 pub mod hash;
 pub mod lock;
+pub mod names;
 pub mod progress;
 pub mod table;
 pub mod time;
