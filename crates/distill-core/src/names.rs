@@ -28,13 +28,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         Some(format!("is longer than {MAX_NAME_CHARS} characters"))
     } else if name.starts_with('.') {
         Some("starts with `.`".to_string())
-    } else if let Some(c) = name
-        .chars()
-        .find(|c| matches!(c, '/' | '\\') || c.is_control())
-    {
-        Some(format!("contains {c:?}"))
     } else {
-        None
+        name.chars()
+            .find(|c| matches!(c, '/' | '\\') || c.is_control())
+            .map(|c| format!("contains {c:?}"))
     };
     match problem {
         None => Ok(()),
