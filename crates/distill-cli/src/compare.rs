@@ -90,11 +90,10 @@ fn show(dirs: &[PathBuf], view: &ViewArgs) -> anyhow::Result<Vec<Comparison>> {
         );
     }
     if view.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&comparisons)?);
+        crate::out::println(serde_json::to_string_pretty(&comparisons)?)?;
     } else {
         for c in &comparisons {
-            print!("{}", c.table().render(view.format));
-            println!();
+            crate::out::println(c.table().render(view.format))?;
         }
     }
     if let Some(path) = &view.plot {
@@ -243,7 +242,7 @@ pub fn run_sweep(args: SweepArgs) -> CmdResult {
                 p.suites_todo.len().to_string(),
             ]);
         }
-        print!("{}", t.render(args.view.format));
+        crate::out::print(t.render(args.view.format))?;
         return Ok(());
     }
     let outcomes = distill_eval::sweep::run(&req, points, &|line| eprintln!("{line}"));

@@ -4,13 +4,14 @@ use crate::{CmdResult, Failure};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use distill_core::fsutil::write_jsonl_atomic;
+use distill_core::lock::DirLock;
 use distill_core::table::{Format as TableFormat, Table};
 use distill_core::types::Task;
 use distill_data::curate::{CurateConfig, curate};
 use distill_data::dataset::Dataset;
 use distill_data::import::{DataConfig, SourceConfig, import};
 use distill_data::read::Format;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -180,8 +181,8 @@ fn run_import(args: ImportArgs) -> CmdResult {
         )
         .into());
     }
-    if let Some(name) = args.name {
-        config.name = Some(name);
+    if let Some(name) = &args.name {
+        config.name = Some(name.clone());
     } else if config.name.is_none() {
         config.name = args
             .out
@@ -191,7 +192,14 @@ fn run_import(args: ImportArgs) -> CmdResult {
     if let Some(task) = args.task {
         config.task = Some(task);
     }
-    let mut outcome = import(&config)?;
+    let output = OutputDir::lock(&args.out, "distill data import")?;
+    let result = import_into(&args, &config, started);
+    output.release(result.is_err());
+    result
+}
+
+fn import_into(args: &ImportArgs, config: &DataConfig, started: Instant) -> CmdResult {
+    let mut outcome = import(config)?;
     for source in &outcome.dataset.manifest.sources {
         eprintln!(
             "  read {} ({}): {} rows, {} rejected",
@@ -227,7 +235,7 @@ fn run_import(args: ImportArgs) -> CmdResult {
             eprintln!("    … and {} more", outcome.rejects.len() - 5);
         }
     }
-    println!("{}", args.out.display());
+    crate::out::println(args.out.display())?;
     if args.strict && m.rejected > 0 {
         return Err(Failure::Error(anyhow::anyhow!(
             "--strict: {} row(s) rejected (see {})",
@@ -245,6 +253,13 @@ fn run_curate(args: CurateArgs) -> CmdResult {
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
+    let output = OutputDir::lock(&args.out, "distill data curate")?;
+    let result = curate_into(&args, &config, started);
+    output.release(result.is_err());
+    result
+}
+
+fn curate_into(args: &CurateArgs, config: &CurateConfig, started: Instant) -> CmdResult {
     let dataset = Dataset::load(&args.dataset)?;
     let rejects = Dataset::load_rejects(&args.dataset)?;
     eprintln!(
@@ -253,7 +268,7 @@ fn run_curate(args: CurateArgs) -> CmdResult {
         dataset.manifest.rows,
         config.seed
     );
-    let mut outcome = curate(dataset, &config, |r| {
+    let mut outcome = curate(dataset, config, |r| {
         eprintln!(
             "  {:<14} {:>9} -> {:>9} rows  (-{}) {:>7.2} s  {:>10.0} rows/s  {}",
             r.step,
@@ -291,8 +306,53 @@ fn run_curate(args: CurateArgs) -> CmdResult {
         outcome.conflicts.len(),
         started.elapsed().as_secs_f64()
     );
-    println!("{}", args.out.display());
+    crate::out::println(args.out.display())?;
     Ok(())
+}
+
+/// The output directory of `import` or `curate`, locked for this process
+/// (a second writer fails at once, naming the holder), with the temporary
+/// files of an interrupted earlier run removed.
+struct OutputDir {
+    lock: DirLock,
+    /// This command created the directory.
+    created: bool,
+}
+
+impl OutputDir {
+    fn lock(dir: &Path, what: &str) -> anyhow::Result<Self> {
+        let created = !dir.exists();
+        let lock = DirLock::acquire(dir, what)?;
+        let removed = lock.remove_stale_temps(dir, &[])?;
+        if !removed.is_empty() {
+            eprintln!(
+                "removed {} temporary file(s) left by an interrupted run in {}",
+                removed.len(),
+                dir.display()
+            );
+        }
+        Ok(Self { lock, created })
+    }
+
+    /// Unlock. After a failure, a directory this command created and left
+    /// empty (but for the lock file) is removed again.
+    fn release(self, failed: bool) {
+        let dir = self.lock.dir().to_path_buf();
+        let only_lock = || {
+            std::fs::read_dir(&dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .all(|e| e.file_name() == distill_core::lock::LOCK_FILE)
+            })
+        };
+        if failed && self.created && only_lock() {
+            // Still locked: a process that opens the lock file now waits on
+            // ours; one that comes after the unlink makes its own directory.
+            let _ = std::fs::remove_file(dir.join(distill_core::lock::LOCK_FILE));
+            let _ = std::fs::remove_dir(&dir);
+        }
+        drop(self.lock);
+    }
 }
 
 /// Teacher-gold agreement per label, worst first.
@@ -340,11 +400,11 @@ fn run_stats(args: StatsArgs) -> CmdResult {
             for t in &tables {
                 map.insert(t.title.clone().unwrap_or_default(), t.json());
             }
-            println!("{}", serde_json::to_string_pretty(&map)?);
+            crate::out::println(serde_json::to_string_pretty(&map)?)?;
         }
         format => {
             let rendered: Vec<String> = tables.iter().map(|t: &Table| t.render(format)).collect();
-            print!("{}", rendered.join("\n"));
+            crate::out::print(rendered.join("\n"))?;
         }
     }
     Ok(())

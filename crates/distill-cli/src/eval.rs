@@ -35,6 +35,7 @@ pub fn run(args: EvalArgs) -> CmdResult {
         let mut source = ConfigSource::load(path)?;
         source.apply_overrides(&args.sets)?;
         let suite: Suite = source.deserialize()?;
+        source.check_names(&["name", "cases[].name"])?;
         suites.push((suite, source.base_dir()));
     }
     if suites.is_empty() {
@@ -50,8 +51,8 @@ pub fn run(args: EvalArgs) -> CmdResult {
             device: args.device,
         })?;
         if args.format == "text" {
-            print!("{}", distill_eval::report::summary(&report));
-            println!("{}", report.out.display());
+            crate::out::print(distill_eval::report::summary(&report))?;
+            crate::out::println(report.out.display())?;
         }
         if !report.passed {
             failed.push(report.suite.clone());
@@ -59,7 +60,7 @@ pub fn run(args: EvalArgs) -> CmdResult {
         reports.push(report);
     }
     if args.format == "json" {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        crate::out::println(serde_json::to_string_pretty(&reports)?)?;
     }
     if failed.is_empty() {
         Ok(())

@@ -8,6 +8,7 @@ mod data;
 mod demo;
 mod eval;
 mod export;
+mod out;
 mod teach;
 mod train;
 
@@ -117,6 +118,9 @@ fn main() -> ExitCode {
             eprintln!("gate failed: {message}");
             ExitCode::from(1)
         }
+        // The reader of stdout went away (`distill ... | head -1`): nothing
+        // more to say, and no one to say it to.
+        Err(Failure::Error(e)) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(Failure::Error(e)) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -137,6 +141,7 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         source.deserialize::<distill_data::curate::CurateConfig>()?;
     } else if source.table.contains_key("cases") {
         let suite: distill_eval::suite::Suite = source.deserialize()?;
+        source.check_names(&["name", "cases[].name"])?;
         suite.validate()?;
     } else if source.table.contains_key("teacher") && !source.table.contains_key("model") {
         let config: distill_teacher::config::TeachConfig = source.deserialize()?;
@@ -145,6 +150,7 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         }
     } else if source.table.contains_key("model") {
         let config: distill_train::config::ExperimentConfig = source.deserialize()?;
+        source.check_names(&["name"])?;
         config.validate().map_err(anyhow::Error::msg)?;
     }
     let files: Vec<String> = source
@@ -152,10 +158,10 @@ fn config_show(file: &std::path::Path, sets: &[String]) -> CmdResult {
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    println!("# resolved from: {}", files.join(" <- "));
+    out::println(format_args!("# resolved from: {}", files.join(" <- ")))?;
     if !source.overrides.is_empty() {
-        println!("# overrides: {}", source.overrides.join(" "));
+        out::println(format_args!("# overrides: {}", source.overrides.join(" ")))?;
     }
-    print!("{}", source.to_toml());
+    out::print(source.to_toml())?;
     Ok(())
 }

@@ -75,6 +75,8 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
         ),
     };
     let mut config: ExperimentConfig = source.deserialize()?;
+    // The name is a directory under --experiments.
+    source.check_names(&["name"])?;
     if let Some(d) = args.device {
         config.device = d;
     }
@@ -111,6 +113,6 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
         m.get("examples_per_s").copied().unwrap_or(0.0),
     );
     // The last line of stdout is the run directory.
-    println!("{}", outcome.run_dir.display());
+    crate::out::println(outcome.run_dir.display())?;
     Ok(())
 }

@@ -105,6 +105,31 @@ impl ConfigSource {
         })
     }
 
+    /// Check that the names at `keys` are safe as path components
+    /// ([`crate::names::validate_name`]), naming the file and key of a bad one.
+    /// A key is dotted; a segment `x[]` visits every element of the array `x`
+    /// (`cases[].name`). Absent keys and non-strings are left to
+    /// [`ConfigSource::deserialize`].
+    pub fn check_names(&self, keys: &[&str]) -> Result<()> {
+        for key in keys {
+            let mut found = Vec::new();
+            collect_strings(
+                &self.table,
+                &key.split('.').collect::<Vec<_>>(),
+                "",
+                &mut found,
+            );
+            for (path, name) in found {
+                crate::names::validate_name(&name).map_err(|message| Error::InvalidValue {
+                    origin: self.origin_of(key),
+                    key: path,
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The resolved config as TOML text.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(&self.table).unwrap_or_else(|e| format!("# unprintable: {e}\n"))
@@ -244,6 +269,36 @@ fn set_path(table: &mut Table, dotted: &str, value: Value) -> std::result::Resul
     Ok(())
 }
 
+/// The strings at a dotted key path (see [`ConfigSource::check_names`]), with
+/// their concrete paths (`cases[2].name`).
+fn collect_strings(table: &Table, parts: &[&str], prefix: &str, out: &mut Vec<(String, String)>) {
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
+    let join = |name: &str| {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
+    if let Some(name) = first.strip_suffix("[]") {
+        if let Some(Value::Array(items)) = table.get(name) {
+            for (i, item) in items.iter().enumerate() {
+                if let Value::Table(t) = item {
+                    collect_strings(t, rest, &format!("{}[{i}]", join(name)), out);
+                }
+            }
+        }
+        return;
+    }
+    match (table.get(*first), rest.is_empty()) {
+        (Some(Value::String(s)), true) => out.push((join(first), s.clone())),
+        (Some(Value::Table(t)), false) => collect_strings(t, rest, &join(first), out),
+        _ => {}
+    }
+}
+
 fn table_contains_key(table: &Table, key: &str) -> bool {
     table.iter().any(|(k, v)| {
         k == key
@@ -357,6 +412,34 @@ mod tests {
         let b = write(dir.path(), "b.toml", "extends = \"a.toml\"\n");
         let err = ConfigSource::load(&b).unwrap_err();
         assert!(matches!(err, Error::ExtendsCycle { .. }), "{err}");
+    }
+
+    #[test]
+    fn names_that_would_escape_a_directory_name_file_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = write(
+            dir.path(),
+            "suite.toml",
+            "name = \"ok\"\n[[cases]]\nname = \"fine\"\n[[cases]]\nname = \"../../x\"\n",
+        );
+        let source = ConfigSource::load(&p).expect("load");
+        source
+            .check_names(&["name"])
+            .expect("the suite name is fine");
+        let err = source
+            .check_names(&["name", "cases[].name"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("suite.toml")
+                && err.contains("`cases[1].name`")
+                && err.contains("../../x"),
+            "{err}"
+        );
+        let mut source = source;
+        source.apply_overrides(&["name=..".into()]).expect("set");
+        let err = source.check_names(&["name"]).unwrap_err().to_string();
+        assert!(err.contains("--set") && err.contains("`name`"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod escalation;
 pub mod fsutil;
 pub mod hash;
 pub mod lock;
+pub mod names;
 pub mod progress;
 pub mod table;
 pub mod text;

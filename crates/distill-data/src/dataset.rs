@@ -85,6 +85,20 @@ impl Dataset {
         }
         let path = dir.join(EXAMPLES_FILE);
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        // The manifest is written last, so a kill between the two writes of a
+        // re-import leaves new rows under the old manifest. Its hash is the
+        // dataset's identity in lineage: check it against the bytes read (one
+        // pass over bytes already in memory, cheap next to Parquet decoding).
+        let found = sha256_hex(&bytes);
+        if found != manifest.examples_sha256 {
+            return Err(DataError::ExamplesMismatch {
+                path,
+                dir: dir.to_path_buf(),
+                manifest: MANIFEST_FILE,
+                expected: manifest.examples_sha256,
+                found,
+            });
+        }
         let examples = examples_from_parquet(&bytes).map_err(|e| DataError::Parquet {
             path: path.clone(),
             message: e.to_string(),
@@ -242,6 +256,42 @@ mod tests {
             line: 7,
             source_id: None,
         }
+    }
+
+    #[test]
+    fn load_checks_the_examples_hash_of_the_manifest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        let mut first = Dataset::new(
+            "a".into(),
+            Task::Classify,
+            vec![ex("one", Some("l"), None)],
+            Vec::new(),
+        );
+        first.save(&a, &[]).expect("save a");
+        let loaded = Dataset::load(&a).expect("an intact dataset loads");
+        assert_eq!(
+            loaded.manifest.examples_sha256,
+            first.manifest.examples_sha256
+        );
+        let mut second = Dataset::new(
+            "b".into(),
+            Task::Classify,
+            vec![ex("one", Some("l"), None), ex("two", Some("m"), None)],
+            Vec::new(),
+        );
+        second.save(&b, &[]).expect("save b");
+        // A torn re-import: the new rows, the old manifest.
+        std::fs::copy(b.join(EXAMPLES_FILE), a.join(EXAMPLES_FILE)).expect("copy");
+        let err = Dataset::load(&a).expect_err("torn dataset").to_string();
+        assert!(
+            err.contains("examples.parquet")
+                && err.contains("does not match dataset.json")
+                && err.contains(&first.manifest.examples_sha256)
+                && err.contains(&second.manifest.examples_sha256),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum DataError {
     Parquet { path: PathBuf, message: String },
     #[error("{}: not a distill dataset directory (no dataset.json)\nhint: create one with `distill data import`", path.display())]
     NotADataset { path: PathBuf },
+    #[error("{}: does not match {manifest} (its sha256 is {found}, the manifest records {expected}): the directory was cut short by a killed `distill data import|curate`, or changed by hand\nhint: run the command that wrote {} again", path.display(), dir.display())]
+    ExamplesMismatch {
+        path: PathBuf,
+        dir: PathBuf,
+        manifest: &'static str,
+        expected: String,
+        found: String,
+    },
     #[error("{}: dataset schema version {found} is not supported by this build (expected {expected})", path.display())]
     SchemaVersion {
         path: PathBuf,

@@ -20,19 +20,46 @@ pub struct MinHashParams {
     pub seed: u64,
 }
 
-/// Pick (bands, rows per band) with bands * rows <= num_perm whose LSH
-/// S-curve midpoint (1/b)^(1/r) sits near 0.75 x threshold: pairs at the
-/// threshold then become candidates with high probability (recall), and the
-/// exact Jaccard check removes the extra candidates (precision costs only time).
+/// The recall [`bands_for`] guarantees at the threshold whenever `num_perm`
+/// allows it: the probability that a pair whose Jaccard similarity is exactly
+/// the threshold shares at least one band and so is compared at all.
+pub const TARGET_RECALL: f64 = 0.99;
+
+/// The LSH S-curve: the probability that a pair with Jaccard similarity `s`
+/// becomes a candidate with `bands` bands of `rows` rows, `1 - (1 - s^r)^b`
+/// (for an ideal min-wise hash family; it grows with `s`, so pairs above the
+/// threshold are found at least as often as pairs at it).
+pub fn candidate_probability(s: f64, bands: usize, rows: usize) -> f64 {
+    let rows = i32::try_from(rows).unwrap_or(i32::MAX);
+    let bands = i32::try_from(bands).unwrap_or(i32::MAX);
+    1.0 - (1.0 - s.powi(rows)).powi(bands)
+}
+
+/// The lowest threshold at which `num_perm` permutations can reach
+/// [`TARGET_RECALL`]: `1 - 0.01^(1/num_perm)` (one row per band is the best
+/// split), 0.069 for 64 permutations, 0.035 for 128.
+pub fn min_threshold_for_recall(num_perm: usize) -> f64 {
+    1.0 - (1.0 - TARGET_RECALL).powf(1.0 / num_perm.max(1) as f64)
+}
+
+/// Pick (bands, rows per band) with `bands * rows <= num_perm`.
+///
+/// The first choice puts the S-curve midpoint `(1/b)^(1/r)` near 0.75 x
+/// threshold: few false candidates (precision costs only time, since every
+/// candidate is confirmed by exact Jaccard) and high recall. When that choice
+/// misses [`TARGET_RECALL`] at the threshold (thresholds below about 0.8 with
+/// 64 permutations), the split with the most rows per band that reaches it is
+/// taken instead. So a pair at the threshold is compared with probability at
+/// least 99% for every threshold >= [`min_threshold_for_recall`] (0.069 for
+/// 64 permutations); below that no split can, and one row per band (the
+/// highest recall) is used.
 pub fn bands_for(threshold: f64, num_perm: usize) -> (usize, usize) {
+    let num_perm = num_perm.max(1);
     let target = (threshold * 0.75).clamp(0.05, 0.95);
     let mut best = (num_perm, 1usize);
     let mut best_gap = f64::INFINITY;
     for rows in 1..=num_perm {
         let bands = num_perm / rows;
-        if bands == 0 {
-            break;
-        }
         let midpoint = (1.0 / bands as f64).powf(1.0 / rows as f64);
         let gap = (midpoint - target).abs();
         if gap < best_gap {
@@ -40,7 +67,14 @@ pub fn bands_for(threshold: f64, num_perm: usize) -> (usize, usize) {
             best = (bands, rows);
         }
     }
-    best
+    if candidate_probability(threshold, best.0, best.1) >= TARGET_RECALL {
+        return best;
+    }
+    (1..=num_perm)
+        .rev()
+        .map(|rows| (num_perm / rows, rows))
+        .find(|&(bands, rows)| candidate_probability(threshold, bands, rows) >= TARGET_RECALL)
+        .unwrap_or((num_perm, 1))
 }
 
 /// Hashes of the character shingles of a text, sorted and de-duplicated.
@@ -245,12 +279,68 @@ mod tests {
         let (b, r) = bands_for(0.8, 128);
         let mid = (1.0 / b as f64).powf(1.0 / r as f64);
         assert!(mid < 0.75 && mid > 0.5, "b={b} r={r} mid={mid}");
-        // Probability that a pair at the threshold becomes a candidate.
-        let p = 1.0 - (1.0 - 0.8f64.powi(r as i32)).powi(b as i32);
-        assert!(p > 0.99, "recall at threshold {p}");
-        let (b, r) = bands_for(0.8, 64);
-        assert!(1.0 - (1.0 - 0.8f64.powi(r as i32)).powi(b as i32) > 0.99);
         assert!(b * r <= 128);
+        assert!(candidate_probability(0.8, b, r) > 0.99);
+        // The defaults of the shipped configs keep their bands.
+        assert_eq!(bands_for(0.9, 64), (10, 6));
+        assert_eq!(bands_for(0.85, 64), (12, 5));
+    }
+
+    #[test]
+    fn recall_at_the_threshold_is_at_least_99_percent_wherever_possible() {
+        for num_perm in [8, 16, 32, 64, 100, 128, 256, 1024] {
+            let floor = min_threshold_for_recall(num_perm);
+            // Below the floor no split of num_perm reaches the target.
+            assert!(candidate_probability(floor * 0.99, num_perm, 1) < TARGET_RECALL);
+            for step in 1..=100 {
+                let threshold = f64::from(step) / 100.0;
+                let (b, r) = bands_for(threshold, num_perm);
+                assert!(
+                    b >= 1 && r >= 1 && b * r <= num_perm,
+                    "{num_perm} {threshold}"
+                );
+                let recall = candidate_probability(threshold, b, r);
+                if threshold >= floor {
+                    assert!(
+                        recall >= TARGET_RECALL,
+                        "num-perm {num_perm}, threshold {threshold}: b={b} r={r} recall {recall}"
+                    );
+                } else {
+                    assert_eq!((b, r), (num_perm, 1), "the highest recall below the floor");
+                }
+            }
+        }
+        assert!((min_threshold_for_recall(64) - 0.0694).abs() < 1e-3);
+    }
+
+    /// The S-curve is what the index really does: pairs at the threshold are
+    /// found about as often as it says (seeded, so deterministic).
+    #[test]
+    fn measured_recall_at_a_low_threshold_matches_the_s_curve() {
+        // Two word lists sharing about half of their shingles (Jaccard 0.51),
+        // the threshold set to exactly their similarity.
+        let mut found = 0;
+        let trials = 300;
+        for i in 0..trials {
+            let a: String = (0..40).map(|k| format!("w{i}x{k} ")).collect();
+            let mut b: String = (0..27).map(|k| format!("w{i}x{k} ")).collect();
+            b.extend((0..13).map(|k| format!("v{i}y{k} ")));
+            let (sa, sb) = (shingles(&a, 5), shingles(&b, 5));
+            let j = jaccard(&sa, &sb);
+            let p = MinHashParams {
+                num_perm: 64,
+                shingle: 5,
+                threshold: j,
+                seed: i,
+            };
+            if near_duplicates(&[&a, &b], &[0, 1], None, &p)[1].is_some() {
+                found += 1;
+            }
+        }
+        assert!(
+            found as f64 >= 0.97 * trials as f64,
+            "found {found} of {trials} pairs at the threshold"
+        );
     }
 
     #[test]

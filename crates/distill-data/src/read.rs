@@ -165,16 +165,16 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
         b','
     });
     let quoting = spec.quoting.unwrap_or(spec.format == Format::Csv);
+    // In memory, so that a reject can quote its raw row and its line number
+    // comes from the bytes themselves (see `RowLocator`).
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let locate = RowLocator::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .quoting(quoting)
         .has_headers(spec.columns.is_none())
         .flexible(false)
-        .from_path(path)
-        .map_err(|e| DataError::BadFile {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .from_reader(bytes.as_slice());
     let header: Vec<String> = match &spec.columns {
         Some(cols) => cols.clone(),
         None => reader
@@ -208,11 +208,12 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
     let mut items = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {
-        let line_before = reader.position().line();
+        let before = reader.position().byte();
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map(|p| p.line()).unwrap_or(line_before);
+                let start = record.position().map(|p| p.byte()).unwrap_or(before);
+                let line = locate.line(start);
                 let mut map = Map::new();
                 let mut bad = None;
                 for (name, idx) in &wanted {
@@ -244,7 +245,9 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
                 });
             }
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(line_before);
+                let start = e.position().map(|p| p.byte()).unwrap_or(before);
+                let line = locate.line(start);
+                let raw = locate.raw(start, reader.position().byte());
                 let reason = match e.kind() {
                     csv::ErrorKind::UnequalLengths {
                         expected_len, len, ..
@@ -257,7 +260,7 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
                     record: None,
                     field: None,
                     reason,
-                    raw: None,
+                    raw: Some(truncate(&String::from_utf8_lossy(raw))),
                 }));
                 // An I/O error does not advance the reader: stop here.
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
@@ -267,6 +270,69 @@ fn read_delimited(path: &Path, spec: &ReadSpec, fields: &[(String, String)]) -> 
         }
     }
     Ok(items)
+}
+
+/// Line numbers and raw text of CSV rows, from byte offsets.
+///
+/// The csv reader's own line count is one too low for rows after a CRLF line
+/// end: a record ends at the `\r`, and the next record's position is taken
+/// before its `\n` is consumed. Counting `\n` bytes up to the row's first
+/// byte gives the line an editor shows, for LF, CRLF and CR-free files alike.
+struct RowLocator<'a> {
+    bytes: &'a [u8],
+    /// Offsets of every `\n`, ascending.
+    newlines: Vec<usize>,
+}
+
+impl<'a> RowLocator<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        let newlines = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i)
+            .collect();
+        Self { bytes, newlines }
+    }
+
+    /// The first byte of the row whose record position is `start` (skipping
+    /// the line-end bytes a position may point at).
+    fn row_start(&self, start: u64) -> usize {
+        let mut i = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while i < self.bytes.len() && matches!(self.bytes[i], b'\r' | b'\n') {
+            i += 1;
+        }
+        i
+    }
+
+    /// 1-based line of the row starting at record position `start`.
+    fn line(&self, start: u64) -> u64 {
+        let first = self.row_start(start);
+        self.newlines.partition_point(|&n| n < first) as u64 + 1
+    }
+
+    /// The raw bytes of a row from record position `start` to reader position
+    /// `end` (after the row), without its line end. Falls back to the rest of
+    /// the line when the reader did not advance.
+    fn raw(&self, start: u64, end: u64) -> &'a [u8] {
+        let first = self.row_start(start);
+        let mut last = usize::try_from(end)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        if last <= first {
+            last = self.bytes[first..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(self.bytes.len(), |p| first + p);
+        }
+        let mut row = &self.bytes[first..last];
+        while let Some((b'\r' | b'\n', rest)) = row.split_last() {
+            row = rest;
+        }
+        row
+    }
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Item>> {
@@ -624,6 +690,55 @@ fn replace_lone_surrogates(bytes: &[u8]) -> (Vec<u8>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn delimited(text: &[u8]) -> Vec<Item> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d.csv");
+        std::fs::write(&path, text).expect("write");
+        let spec = ReadSpec {
+            format: Format::Csv,
+            delimiter: None,
+            quoting: None,
+            columns: None,
+            records: None,
+        };
+        read_file(&path, &spec, &[("text".into(), "text".into())]).expect("read")
+    }
+
+    /// (line, raw) of every reject, and the lines of records.
+    fn lines(items: &[Item]) -> (Vec<(u64, Option<String>)>, Vec<u64>) {
+        let mut rejects = Vec::new();
+        let mut records = Vec::new();
+        for item in items {
+            match item {
+                Item::Reject(r) => rejects.push((r.line.expect("line"), r.raw.clone())),
+                Item::Record(r) => records.push(r.line.expect("line")),
+            }
+        }
+        (rejects, records)
+    }
+
+    #[test]
+    fn crlf_and_lf_files_report_the_same_lines_and_raw_rows() {
+        let lf = b"text,label\nfine,a\ntoo,many,cols\n\"multi\nline\",b\nlast,c\n";
+        let crlf = b"text,label\r\nfine,a\r\ntoo,many,cols\r\n\"multi\r\nline\",b\r\nlast,c\r\n";
+        for text in [&lf[..], &crlf[..]] {
+            let (rejects, records) = lines(&delimited(text));
+            assert_eq!(
+                rejects,
+                vec![(3, Some("too,many,cols".to_string()))],
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(records, vec![2, 4, 6], "{}", String::from_utf8_lossy(text));
+        }
+        // Blank lines count, whatever the line end.
+        let (rejects, _) = lines(&delimited(b"text,label\r\n\r\nfine,a\r\nx,y,z\r\n"));
+        assert_eq!(rejects, vec![(4, Some("x,y,z".to_string()))]);
+        // A ragged last row without a line end keeps its text.
+        let (rejects, _) = lines(&delimited(b"text,label\nfine,a\nragged"));
+        assert_eq!(rejects, vec![(3, Some("ragged".to_string()))]);
+    }
 
     #[test]
     fn cesu8_pairs_are_decoded() {

@@ -110,12 +110,15 @@ fn resolve_point(
         source.apply_overrides(&[format!("seed={s}")])?;
     }
     let config: ExperimentConfig = source.deserialize()?;
+    source.check_names(&["name"])?;
     config.validate().map_err(Error::Input)?;
     Ok((source, config))
 }
 
 fn suite_name(path: &Path) -> Result<String> {
-    let suite: Suite = ConfigSource::load(path)?.deserialize()?;
+    let source = ConfigSource::load(path)?;
+    source.check_names(&["name", "cases[].name"])?;
+    let suite: Suite = source.deserialize()?;
     Ok(suite.name)
 }
 
@@ -265,6 +268,7 @@ fn run_point(
     for suite_path in &point.suites_todo {
         let source = ConfigSource::load(suite_path)?;
         let suite: Suite = source.deserialize()?;
+        source.check_names(&["name", "cases[].name"])?;
         let report = crate::eval::evaluate(&crate::eval::EvalRequest {
             run: point.run_dir.clone(),
             suite,

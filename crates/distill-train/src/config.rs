@@ -209,12 +209,8 @@ impl ExperimentConfig {
                 self.distill.temperature
             ));
         }
-        if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!(
-                "name `{}` must be non-empty and contain no slashes",
-                self.name
-            ));
-        }
+        // The name is a directory under `experiments/`.
+        distill_core::names::validate_name(&self.name).map_err(|e| format!("`name`: {e}"))?;
         Ok(())
     }
 }

@@ -138,6 +138,21 @@ pub struct TrainState {
     pub finished: bool,
 }
 
+/// `state.json` of a checkpoint: the loop state and the sha256 of every other
+/// file of the checkpoint, so that a damaged checkpoint is noticed on resume
+/// instead of being trained on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    #[serde(flatten)]
+    state: TrainState,
+    /// File name -> sha256 (absent in checkpoints of older builds).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    sha256: BTreeMap<String, String>,
+}
+
+/// The prefix of checkpoint directories being written (`.tmp-step-<n>`).
+pub const CHECKPOINT_TEMP_PATTERN: &str = ".tmp-step-*";
+
 /// `checkpoints/step-<n>/{model.bpk, optim.bpk, .., state.json}`, written to a
 /// temporary directory and renamed into place, so a checkpoint either exists
 /// whole or not at all. The newest two are kept.
@@ -158,10 +173,16 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let mut sha256 = BTreeMap::new();
     for (name, bytes) in files {
         write_atomic(&tmp.join(name), |w| w.write_all(bytes))?;
+        sha256.insert(name.to_string(), distill_core::hash::sha256_hex(bytes));
     }
-    write_json_atomic(&tmp.join("state.json"), state)?;
+    let record = CheckpointState {
+        state: state.clone(),
+        sha256,
+    };
+    write_json_atomic(&tmp.join(CHECKPOINT_STATE), &record)?;
     if fin.exists() {
         std::fs::remove_dir_all(&fin).map_err(|e| io(&fin, e))?;
     }
@@ -171,6 +192,32 @@ pub fn write_checkpoint(
         let _ = std::fs::remove_dir_all(old);
     }
     Ok(fin)
+}
+
+/// The file that completes a checkpoint.
+pub const CHECKPOINT_STATE: &str = "state.json";
+
+/// Read a checkpoint's loop state after checking every file it lists against
+/// its recorded sha256. An error says which file is damaged.
+pub fn read_checkpoint(checkpoint: &Path) -> Result<TrainState> {
+    let record: CheckpointState = read_json(&checkpoint.join(CHECKPOINT_STATE))?;
+    for (name, expected) in &record.sha256 {
+        let path = checkpoint.join(name);
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::Checkpoint {
+                path,
+                message: "not a checkpoint file name".into(),
+            });
+        }
+        let found = distill_core::hash::sha256_file(&path)?;
+        if found != *expected {
+            return Err(Error::Checkpoint {
+                path,
+                message: format!("damaged: sha256 {found}, the checkpoint recorded {expected}"),
+            });
+        }
+    }
+    Ok(record.state)
 }
 
 /// Complete checkpoints, oldest first.
@@ -241,18 +288,31 @@ pub fn create_run_dir(
     seed: u64,
     id: Option<&str>,
 ) -> Result<(String, PathBuf)> {
+    let parent = root.join(experiment);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::Checkpoint {
+        path: parent.clone(),
+        message: e.to_string(),
+    })?;
+    // `create_dir` (not `_all`) fails when the directory exists, so two
+    // processes starting in the same second never share a run directory.
+    let claim = |dir: &Path| -> Result<bool> {
+        match std::fs::create_dir(dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            }),
+        }
+    };
     if let Some(id) = id {
-        let dir = root.join(experiment).join(id);
-        if dir.exists() {
+        let dir = parent.join(id);
+        if !claim(&dir)? {
             return Err(Error::Input(format!(
                 "run directory {} exists already; resume it with --resume",
                 dir.display()
             )));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Checkpoint {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
         return Ok((id.to_string(), dir));
     }
     let stamp = utc_stamp(SystemTime::now()).replace([':', '-'], "");
@@ -264,19 +324,14 @@ pub fn create_run_dir(
         } else {
             format!("{base}-{n}")
         };
-        let dir = root.join(experiment).join(&id);
-        if dir.exists() {
-            continue;
+        let dir = parent.join(&id);
+        if claim(&dir)? {
+            return Ok((id, dir));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Checkpoint {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
-        return Ok((id, dir));
     }
     Err(Error::Input(format!(
         "could not find a free run directory under {}",
-        root.join(experiment).display()
+        parent.display()
     )))
 }
 
@@ -334,6 +389,51 @@ pub fn git_commit() -> Option<String> {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn damaged_checkpoint_files_are_detected_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = TrainState {
+            global_step: 7,
+            ..Default::default()
+        };
+        let ckpt = write_checkpoint(
+            dir.path(),
+            &state,
+            &[("model.bpk", b"weights"), ("optim.bpk", b"moments")],
+        )
+        .expect("write");
+        assert_eq!(read_checkpoint(&ckpt).expect("intact").global_step, 7);
+        std::fs::write(ckpt.join("optim.bpk"), b"momentz").expect("damage");
+        let err = read_checkpoint(&ckpt).expect_err("damaged").to_string();
+        assert!(
+            err.contains("optim.bpk") && err.contains("damaged"),
+            "{err}"
+        );
+        std::fs::remove_file(ckpt.join("model.bpk")).expect("remove");
+        let err = read_checkpoint(&ckpt).expect_err("missing").to_string();
+        assert!(err.contains("model.bpk"), "{err}");
+        // Checkpoints of older builds (no hashes) still load.
+        std::fs::write(
+            ckpt.join(CHECKPOINT_STATE),
+            serde_json::to_vec(&state).expect("json"),
+        )
+        .expect("write");
+        assert_eq!(read_checkpoint(&ckpt).expect("old format").global_step, 7);
+    }
+
+    #[test]
+    fn run_directories_are_claimed_atomically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (id, run) = create_run_dir(dir.path(), "exp", 1, Some("r1")).expect("first");
+        assert_eq!(id, "r1");
+        assert!(run.is_dir());
+        let err = create_run_dir(dir.path(), "exp", 1, Some("r1")).expect_err("taken");
+        assert!(err.to_string().contains("exists already"), "{err}");
+        let (a, _) = create_run_dir(dir.path(), "exp", 1, None).expect("a");
+        let (b, _) = create_run_dir(dir.path(), "exp", 1, None).expect("b");
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn utc_stamp_known_dates() {

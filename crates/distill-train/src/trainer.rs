@@ -54,6 +54,18 @@ pub struct TrainOutcome {
 pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let mut config = req.config;
     config.validate().map_err(Error::Input)?;
+    // A run being resumed is locked before anything is read, so a second
+    // `--resume` of it fails at once instead of after loading the data.
+    let mut lock = match &req.resume {
+        Some(dir) if dir.is_dir() => Some(lock_run_dir(dir)?),
+        Some(dir) => {
+            return Err(Error::Input(format!(
+                "{}: no such run directory",
+                dir.display()
+            )));
+        }
+        None => None,
+    };
     let data = TrainData::load(&config, &req.base_dir)?;
     if let Some(t) = &data.teacher
         && t.joined == 0
@@ -85,7 +97,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     let device = config.device.device()?;
     let seeds = Seeds::derive(config.seed);
 
-    let (run_dir, mut info, featurizer, state) = match &req.resume {
+    let (run_dir, mut info, featurizer, checkpoints) = match &req.resume {
         None => {
             let featurizer = build_featurizer(&config.model, &data.train)?;
             let (run_id, run_dir) = run::create_run_dir(
@@ -94,6 +106,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                 config.seed,
                 req.run_id.as_deref(),
             )?;
+            lock = Some(lock_run_dir(&run_dir)?);
             let toml = toml::to_string(&config)
                 .map_err(|e| Error::Input(format!("serialising the resolved config: {e}")))?;
             distill_core::fsutil::write_atomic(&run_dir.join(run::CONFIG_FILE), |w| {
@@ -102,7 +115,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             save_tokenizer(&run_dir, &featurizer)?;
             let info = new_info(&config, &data, &run_id, &seeds, config.device);
             info.save(&run_dir)?;
-            (run_dir, info, featurizer, None)
+            (run_dir, info, featurizer, Vec::new())
         }
         Some(dir) => {
             let info = RunInfo::load(dir)?;
@@ -120,16 +133,26 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                     data.info.sha256
                 )));
             }
+            let teacher_now = data.teacher.as_ref().map(|t| t.sha256.as_str());
+            if info.lineage.teacher_sha256.as_deref() != teacher_now {
+                let path = data
+                    .teacher
+                    .as_ref()
+                    .map(|t| t.path.display().to_string())
+                    .or_else(|| info.lineage.teacher.clone())
+                    .unwrap_or_default();
+                return Err(Error::Input(format!(
+                    "{}: the teacher log {path} changed since the run started (sha256 {} -> {})\nhint: resuming would mix soft labels of two teacher logs; start a new run",
+                    dir.display(),
+                    info.lineage.teacher_sha256.as_deref().unwrap_or("none"),
+                    teacher_now.unwrap_or("none"),
+                )));
+            }
             let featurizer = load_featurizer(&config.model, dir)?;
-            let last = run::list_checkpoints(dir)?.pop();
-            let state = match &last {
-                Some(ckpt) => Some((
-                    ckpt.clone(),
-                    distill_core::fsutil::read_json::<TrainState>(&ckpt.join("state.json"))?,
-                )),
-                None => None,
-            };
-            (dir.clone(), info, featurizer, state)
+            // Newest first: a damaged newest checkpoint falls back to the one before.
+            let mut checkpoints = run::list_checkpoints(dir)?;
+            checkpoints.reverse();
+            (dir.clone(), info, featurizer, checkpoints)
         }
     };
     let outcome = run_loop(
@@ -140,10 +163,10 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         &featurizer,
         &run_dir,
         &mut info,
-        state,
+        &checkpoints,
         req.interactive,
     );
-    match outcome {
+    let result = match outcome {
         Ok(()) => Ok(TrainOutcome { run_dir, info }),
         Err(e) => {
             info.status = Status::Failed;
@@ -152,6 +175,88 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             let _ = info.save(&run_dir);
             Err(e)
         }
+    };
+    drop(lock);
+    result
+}
+
+/// Lock a run directory for this process and remove the temporary files a
+/// killed writer of it left behind (only ours: `.distill-*.tmp` files and
+/// `.tmp-step-*` checkpoint directories).
+fn lock_run_dir(dir: &Path) -> Result<distill_core::lock::DirLock> {
+    let lock = distill_core::lock::DirLock::acquire(dir, "distill train")?;
+    let mut removed = lock.remove_stale_temps(dir, &[])?;
+    removed.extend(lock.remove_stale_temps(&dir.join(run::MODEL_DIR), &[])?);
+    removed.extend(
+        lock.remove_stale_temps(&dir.join(run::CHECKPOINTS), &[run::CHECKPOINT_TEMP_PATTERN])?,
+    );
+    if !removed.is_empty() {
+        eprintln!(
+            "removed {} temporary file(s) left by an interrupted run in {}",
+            removed.len(),
+            dir.display()
+        );
+    }
+    Ok(lock)
+}
+
+/// Restore the newest usable checkpoint of `checkpoints` (newest first): its
+/// loop state (hashes checked), weights and optimizer state. A damaged one is
+/// reported and the one before it tried; the damaged newer ones are then
+/// removed (the steps they held are redone, as after any resume).
+fn restore_checkpoint(
+    checkpoints: &[PathBuf],
+    model: &Student,
+    adamw: &AdamWConfig,
+) -> Result<Option<(PathBuf, Student, ModuleOptimizer, TrainState)>> {
+    let restore = |ckpt: &Path| -> Result<(Student, ModuleOptimizer, TrainState)> {
+        let state = run::read_checkpoint(ckpt)?;
+        let model = load_weights(model.clone(), &ckpt.join("model.bpk"))?;
+        let path = ckpt.join("optim.bpk");
+        let bytes = std::fs::read(&path).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let optim: ModuleOptimizer = adamw.init();
+        let optim = optim
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: format!("optimizer state: {e}"),
+            })?;
+        Ok((model, optim, state))
+    };
+    let mut damaged = Vec::new();
+    for (i, ckpt) in checkpoints.iter().enumerate() {
+        match restore(ckpt) {
+            Ok((model, optim, state)) => {
+                for bad in &damaged {
+                    let _ = std::fs::remove_dir_all(bad);
+                }
+                return Ok(Some((ckpt.clone(), model, optim, state)));
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: checkpoint {} is unusable: {e}; {}",
+                    ckpt.display(),
+                    match checkpoints.get(i + 1) {
+                        Some(previous) => format!("falling back to {}", previous.display()),
+                        None => "no older checkpoint is left".to_string(),
+                    }
+                );
+                damaged.push(ckpt.clone());
+            }
+        }
+    }
+    match checkpoints.first() {
+        None => Ok(None),
+        Some(newest) => Err(Error::Checkpoint {
+            path: newest
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| newest.clone()),
+            message: "no usable checkpoint (see the warnings above); start a new run".into(),
+        }),
     }
 }
 
@@ -284,7 +389,7 @@ fn run_loop(
     featurizer: &Featurizer,
     run_dir: &Path,
     info: &mut RunInfo,
-    resume: Option<(PathBuf, TrainState)>,
+    checkpoints: &[PathBuf],
     interactive: bool,
 ) -> Result<()> {
     let t = &config.train;
@@ -321,20 +426,13 @@ fn run_loop(
     let mut optim: ModuleOptimizer = adamw.init();
 
     let mut state = TrainState::default();
-    // The checkpoint training continues from (the newest one, on resume).
+    // The checkpoint training continues from (the newest usable one, on resume).
     let mut last_ckpt: Option<PathBuf> = None;
-    if let Some((ckpt, st)) = resume {
-        model = load_weights(model, &ckpt.join("model.bpk"))?;
-        let bytes = std::fs::read(ckpt.join("optim.bpk")).map_err(|e| Error::Checkpoint {
-            path: ckpt.join("optim.bpk"),
-            message: e.to_string(),
-        })?;
-        optim = optim
-            .from_bytes(Bytes::from_bytes_vec(bytes))
-            .map_err(|e| Error::Checkpoint {
-                path: ckpt.join("optim.bpk"),
-                message: format!("optimizer state: {e}"),
-            })?;
+    if let Some((ckpt, restored, restored_optim, st)) =
+        restore_checkpoint(checkpoints, &model, &adamw)?
+    {
+        model = restored;
+        optim = restored_optim;
         run::truncate_metrics(run_dir, st.global_step)?;
         state = st;
         info.resumes += 1;

@@ -160,6 +160,13 @@ fn compare_shows_statuses_warns_on_mixed_datasets_and_rejects_empty_globs() {
         "the differing key is a column: {out}"
     );
 
+    // `| head -1`: a quiet end, no panic.
+    for format in ["table", "json"] {
+        let o = super::closed_stdout(&["compare", &format!("{}/*/*", s(&exp)), "--format", format]);
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+
     let o = distill(&["compare", &format!("{}/nothing-*", s(&exp))]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

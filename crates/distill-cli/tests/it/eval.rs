@@ -198,6 +198,12 @@ fn failing_gates_exit_1_and_bad_input_exits_2() {
     );
     let md = std::fs::read_to_string(run.join("eval/strict/report.md")).expect("md");
     assert!(md.contains("**FAIL**") && md.contains("| pass |"));
+    // `| head -1`: no panic, and the gate still decides the exit code.
+    for format in ["text", "json"] {
+        let o = super::closed_stdout(&["eval", &s(&run), "--suite", &strict, "--format", format]);
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    }
 
     let cases: Vec<(String, Vec<String>, &str)> = vec![
         (s(tmp.path()), vec![], "not a run directory"),

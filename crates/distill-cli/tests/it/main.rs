@@ -557,3 +557,332 @@ fn stats_render_in_every_format() {
         .expect("json");
     assert_eq!(json["rows per split"][0]["rows"], 3);
 }
+
+/// Every file under `dir` with its bytes, to show a command changed nothing.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                out.insert(path.clone(), Vec::new());
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                out.insert(path, bytes);
+            }
+        }
+    }
+    out
+}
+
+fn import_csv(csv: &Path, out: &Path) -> Output {
+    distill(&[
+        "data",
+        "import",
+        csv.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--out",
+        out.to_str().expect("utf8"),
+    ])
+}
+
+#[test]
+fn import_and_curate_fail_fast_on_a_locked_output_directory() {
+    use distill_core::lock::DirLock;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let csv = tmp.path().join("d.csv");
+    std::fs::write(&csv, "text,label\nhello there,a\ngood bye now,b\n").expect("write");
+    let ds = tmp.path().join("ds");
+    assert!(import_csv(&csv, &ds).status.success());
+    let curate_config = tmp.path().join("curate.toml");
+    std::fs::write(
+        &curate_config,
+        "seed = 1\n[[steps]]\ntype = \"normalize\"\n",
+    )
+    .expect("write");
+    let curated = tmp.path().join("curated");
+    std::fs::create_dir_all(&curated).expect("mkdir");
+    std::fs::write(curated.join("notes.txt"), "mine").expect("write");
+
+    for (dir, args) in [
+        (
+            &ds,
+            vec![
+                "data",
+                "import",
+                csv.to_str().expect("utf8"),
+                "--text",
+                "text",
+                "--label",
+                "label",
+                "--out",
+                ds.to_str().expect("utf8"),
+            ],
+        ),
+        (
+            &curated,
+            vec![
+                "data",
+                "curate",
+                ds.to_str().expect("utf8"),
+                "--config",
+                curate_config.to_str().expect("utf8"),
+                "--out",
+                curated.to_str().expect("utf8"),
+            ],
+        ),
+    ] {
+        let lock = DirLock::acquire(dir, "the test").expect("lock");
+        let before = snapshot(dir);
+        let started = std::time::Instant::now();
+        let out = distill(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("is being written by the test (pid")
+                && e.contains(dir.to_str().expect("utf8")),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(
+            snapshot(dir),
+            before,
+            "{args:?} changed the locked directory"
+        );
+        drop(lock);
+        let again = distill(&args);
+        assert!(again.status.success(), "{args:?}: {}", stderr(&again));
+    }
+}
+
+#[test]
+fn torn_dataset_is_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let old = tmp.path().join("old.csv");
+    std::fs::write(&old, "text,label\nhello there,a\n").expect("write");
+    let new = tmp.path().join("new.csv");
+    std::fs::write(&new, "text,label\nhello there,a\ngood bye now,b\n").expect("write");
+    let ds = tmp.path().join("ds");
+    let other = tmp.path().join("other");
+    assert!(import_csv(&old, &ds).status.success());
+    assert!(import_csv(&new, &other).status.success());
+    // What a kill between the two writes of a re-import leaves: new rows, old manifest.
+    std::fs::copy(other.join("examples.parquet"), ds.join("examples.parquet")).expect("copy");
+    let stats = distill(&["data", "stats", ds.to_str().expect("utf8")]);
+    assert_eq!(stats.status.code(), Some(2));
+    let e = stderr(&stats);
+    assert!(
+        e.contains(ds.join("examples.parquet").to_str().expect("utf8"))
+            && e.contains("does not match dataset.json")
+            && e.contains("hint:"),
+        "{e}"
+    );
+    let curate = distill(&[
+        "data",
+        "curate",
+        ds.to_str().expect("utf8"),
+        "--config",
+        "configs/curate/default.toml",
+        "--out",
+        tmp.path().join("c").to_str().expect("utf8"),
+    ]);
+    assert_eq!(curate.status.code(), Some(2));
+    assert!(stderr(&curate).contains("does not match dataset.json"));
+    assert!(
+        !tmp.path().join("c").exists(),
+        "a failed curate leaves no empty output directory"
+    );
+}
+
+#[test]
+fn crlf_rejects_report_the_editor_line_and_keep_ragged_rows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let csv = tmp.path().join("crlf.csv");
+    std::fs::write(
+        &csv,
+        "text,label\r\nfine row,a\r\ntoo,many,columns\r\n\"two\r\nlines\",b\r\n,c\r\nlast,d\r\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("ds");
+    assert!(import_csv(&csv, &out).status.success());
+    let rejects = jsonl(&out.join("rejects.jsonl"));
+    let lines: Vec<u64> = rejects
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
+    assert_eq!(lines, vec![3, 6], "the lines an editor shows");
+    assert_eq!(
+        rejects[0]["raw"], "too,many,columns",
+        "the ragged row itself"
+    );
+    assert!(
+        rejects[1]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("missing text")
+    );
+}
+
+#[test]
+fn stale_temp_files_of_a_killed_import_are_removed_and_nothing_else() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let csv = tmp.path().join("d.csv");
+    std::fs::write(&csv, "text,label\nhello there,a\n").expect("write");
+    let ds = tmp.path().join("ds");
+    std::fs::create_dir_all(&ds).expect("mkdir");
+    // What `write_atomic` leaves when the process is killed mid-write.
+    std::fs::write(ds.join(".distill-a1B2c3.tmp"), vec![0u8; 1000]).expect("write");
+    std::fs::write(ds.join(".mine.tmp"), "user file").expect("write");
+    std::fs::write(ds.join("notes.distill-x.tmp"), "user file").expect("write");
+    let out = import_csv(&csv, &ds);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!ds.join(".distill-a1B2c3.tmp").exists());
+    assert!(ds.join(".mine.tmp").exists() && ds.join("notes.distill-x.tmp").exists());
+    assert!(
+        stderr(&out).contains("removed 1 temporary file(s)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Run distill with stdout a pipe whose reader is already gone.
+pub(crate) fn closed_stdout(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn distill");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn closed_stdout_ends_quietly_without_a_panic() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let csv = tmp.path().join("d.csv");
+    std::fs::write(&csv, "text,label\nhello there,a\ngood bye now,b\n").expect("write");
+    let ds = tmp.path().join("ds");
+    let ds_s = ds.to_str().expect("utf8");
+    let csv_s = csv.to_str().expect("utf8");
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "data", "import", csv_s, "--text", "text", "--label", "label", "--out", ds_s,
+        ],
+        vec!["data", "stats", ds_s],
+        vec!["data", "stats", ds_s, "--format", "json"],
+        vec!["config", "show", "configs/exp/banking77-bag.toml"],
+    ];
+    for args in cases {
+        let out = closed_stdout(&args);
+        let e = stderr(&out);
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {e}");
+    }
+    // The import did its work before finding no reader.
+    assert!(ds.join("dataset.json").is_file());
+}
+
+#[test]
+fn names_from_configs_cannot_leave_their_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exp = tmp.path().join("exp");
+    let exp_s = exp.to_str().expect("utf8");
+    // Suites: the suite name is <run>/eval/<name>, case names prefix files in it.
+    let suite = tmp.path().join("escape.toml");
+    std::fs::write(
+        &suite,
+        "name = \"fine\"\n[[cases]]\nname = \"test\"\n[[cases]]\nname = \"../../../x\"\n",
+    )
+    .expect("write");
+    let suite_s = suite.to_str().expect("utf8");
+    let shown = distill(&["config", "show", suite_s]);
+    assert_eq!(shown.status.code(), Some(2));
+    let e = stderr(&shown);
+    assert!(
+        e.contains(suite_s) && e.contains("`cases[1].name`") && e.contains("../../../x"),
+        "{e}"
+    );
+    let eval = distill(&["eval", "no-such-run", "--suite", suite_s]);
+    assert_eq!(eval.status.code(), Some(2));
+    assert!(
+        stderr(&eval).contains("`cases[1].name`"),
+        "{}",
+        stderr(&eval)
+    );
+    let sweep = distill(&[
+        "sweep",
+        "configs/exp/sms_spam-bag.toml",
+        "--set",
+        &format!("suites=[\"{suite_s}\"]"),
+        "--experiments",
+        exp_s,
+        "--dry-run",
+    ]);
+    assert_eq!(sweep.status.code(), Some(2), "{}", stderr(&sweep));
+    assert!(stderr(&sweep).contains(suite_s), "{}", stderr(&sweep));
+
+    // Experiments: the name is <experiments>/<name>.
+    for name in ["..", ".", ".hidden"] {
+        let set = format!("name=\"{name}\"");
+        for args in [
+            vec![
+                "train",
+                "configs/exp/sms_spam-bag.toml",
+                "--set",
+                &set,
+                "--experiments",
+                exp_s,
+            ],
+            vec![
+                "sweep",
+                "configs/exp/sms_spam-bag.toml",
+                "--set",
+                &set,
+                "--experiments",
+                exp_s,
+                "--dry-run",
+            ],
+            vec![
+                "config",
+                "show",
+                "configs/exp/sms_spam-bag.toml",
+                "--set",
+                &set,
+            ],
+        ] {
+            let out = distill(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            let e = stderr(&out);
+            assert!(e.contains("--set") && e.contains("`name`"), "{args:?}: {e}");
+        }
+    }
+    let config = tmp.path().join("exp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "extends = [\"{}\"]\nname = \"..\"\n",
+            repo().join("configs/exp/sms_spam-bag.toml").display()
+        ),
+    )
+    .expect("write");
+    let out = distill(&[
+        "train",
+        config.to_str().expect("utf8"),
+        "--experiments",
+        exp_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(config.to_str().expect("utf8")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!exp.exists(), "nothing written");
+}

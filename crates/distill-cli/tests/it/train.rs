@@ -373,3 +373,172 @@ fn bad_training_input_exits_2_with_clear_errors() {
         assert!(stderr(&out).contains("--features wgpu"), "{}", stderr(&out));
     }
 }
+
+/// A small two-label dataset (train rows only; validation is carved) and a
+/// teacher file of soft labels for every row.
+fn tiny_dataset(dir: &Path) -> (PathBuf, PathBuf) {
+    let csv = dir.join("tiny.csv");
+    let mut text = String::from("text,label\n");
+    for i in 0..120 {
+        text.push_str(&format!("my card {i} was declined at the shop,card\n"));
+        text.push_str(&format!("please reset password {i} for my login,login\n"));
+    }
+    std::fs::write(&csv, text).expect("write");
+    let ds = dir.join("ds");
+    ok(&[
+        "data",
+        "import",
+        csv.to_str().expect("utf8"),
+        "--text",
+        "text",
+        "--label",
+        "label",
+        "--split",
+        "train",
+        "--out",
+        ds.to_str().expect("utf8"),
+    ]);
+    let dataset = distill_data::dataset::Dataset::load(&ds).expect("load");
+    let mut teacher = String::new();
+    for ex in &dataset.examples {
+        let card = if ex.label.as_deref() == Some("card") {
+            0.9
+        } else {
+            0.1
+        };
+        teacher.push_str(
+            &serde_json::json!({"id": ex.id, "probs": {"card": card, "login": 1.0 - card}})
+                .to_string(),
+        );
+        teacher.push('\n');
+    }
+    let tpath = dir.join("teacher.jsonl");
+    std::fs::write(&tpath, teacher).expect("write teacher");
+    (ds, tpath)
+}
+
+fn mark_failed(run: &Path) {
+    let path = run.join("run.json");
+    let mut info = run_json(run);
+    info["status"] = "failed".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&info).expect("json")).expect("write");
+}
+
+#[test]
+fn resume_refuses_a_locked_run_and_a_changed_teacher() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ds, teacher) = tiny_dataset(tmp.path());
+    let exp = tmp.path().join("exp");
+    let dataset = format!("dataset=\"{}\"", ds.display());
+    let teacher_set = format!("teacher=\"{}\"", teacher.display());
+    let out = train(
+        "configs/exp/banking77-bag.toml",
+        &exp,
+        &[
+            &dataset,
+            &teacher_set,
+            "model.buckets=4096",
+            "train.epochs=1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&out);
+    // Lineage holds the hashes of the files actually read.
+    let run = run_json(&dir);
+    let sha = |p: &Path| distill_core::hash::sha256_file(p).expect("hash");
+    assert_eq!(
+        run["lineage"]["dataset_sha256"],
+        sha(&ds.join("examples.parquet"))
+    );
+    assert_eq!(run["lineage"]["teacher_sha256"], sha(&teacher));
+    mark_failed(&dir);
+    let resume = ["train", "--resume", dir.to_str().expect("utf8")];
+
+    // Locked by another process: fail at once, touch nothing.
+    let lock = distill_core::lock::DirLock::acquire(&dir, "the test").expect("lock");
+    let before = super::snapshot(&dir);
+    let started = Instant::now();
+    let out = distill(&resume);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is being written by the test (pid"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(super::snapshot(&dir), before, "the locked run changed");
+    drop(lock);
+
+    // A teacher log that changed since the run started.
+    let original = std::fs::read_to_string(&teacher).expect("read");
+    std::fs::write(&teacher, original.replacen("0.9", "0.8", 1)).expect("write");
+    let out = distill(&resume);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains(teacher.to_str().expect("utf8")) && e.contains("changed since the run started"),
+        "{e}"
+    );
+    // The same teacher log resumes.
+    std::fs::write(&teacher, original).expect("restore");
+    let out = distill(&resume);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_json(&dir)["status"], "completed");
+}
+
+#[test]
+fn resume_falls_back_from_a_damaged_checkpoint_with_a_warning() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ds, _) = tiny_dataset(tmp.path());
+    let exp = tmp.path().join("exp");
+    let dataset = format!("dataset=\"{}\"", ds.display());
+    let out = train(
+        "configs/exp/banking77-bag.toml",
+        &exp,
+        &[&dataset, "model.buckets=4096", "train.epochs=2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&out);
+    let steps = run_json(&dir)["steps"].clone();
+    mark_failed(&dir);
+    let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(dir.join("checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        })
+        .collect();
+    checkpoints.sort();
+    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
+    // Flip bytes in the middle of the newest weights: still a readable file.
+    let weights = checkpoints[1].join("model.bpk");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&weights, bytes).expect("write");
+    // Leftovers of a killed writer.
+    std::fs::write(dir.join(".distill-k1ll3d.tmp"), "half").expect("write");
+    std::fs::create_dir_all(dir.join("checkpoints/.tmp-step-000000999")).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), "mine").expect("write");
+
+    let out = distill(&["train", "--resume", dir.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    let name = |p: &Path| p.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(
+        e.contains("warning: checkpoint")
+            && e.contains(&name(&checkpoints[1]))
+            && e.contains("model.bpk")
+            && e.contains(&format!("falling back to {}", checkpoints[0].display())),
+        "{e}"
+    );
+    let run = run_json(&dir);
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["steps"], steps, "the fallback redid the lost steps");
+    assert!(!dir.join(".distill-k1ll3d.tmp").exists());
+    assert!(!dir.join("checkpoints/.tmp-step-000000999").exists());
+    assert!(dir.join("notes.txt").exists());
+}
