@@ -20,7 +20,9 @@ pub mod fsutil;
 pub mod hash;
 pub mod lock;
 pub mod progress;
+pub mod run_layout;
 pub mod table;
+pub mod teacher_log;
 pub mod time;
 pub mod types;
 
