@@ -66,8 +66,7 @@ pub fn resolve_latest(path: &Path) -> PathBuf {
                 .flatten()
                 .filter_map(|e| e.ok())
             {
-                if let Ok(head) =
-                    crate::fsutil::read_json::<RunHead>(&entry.path().join(RUN_FILE))
+                if let Ok(head) = crate::fsutil::read_json::<RunHead>(&entry.path().join(RUN_FILE))
                     && head.status == Status::Completed
                     && best.as_ref().is_none_or(|(t, _)| head.started_at > *t)
                 {
@@ -115,6 +114,9 @@ mod tests {
             resolve(Path::new("/base"), Path::new("x")),
             Path::new("/base/x")
         );
-        assert_eq!(resolve(Path::new("/base"), Path::new("/x")), Path::new("/x"));
+        assert_eq!(
+            resolve(Path::new("/base"), Path::new("/x")),
+            Path::new("/x")
+        );
     }
 }

@@ -326,12 +326,11 @@ pub fn read_log_lines(path: &Path) -> Result<LogContents> {
             out.dirty = true;
             continue;
         }
-        let rec: TeacherRecord =
-            serde_json::from_str(&line).map_err(|e| Error::TeacherRecord {
-                path: path.to_path_buf(),
-                line: n,
-                message: e.to_string(),
-            })?;
+        let rec: TeacherRecord = serde_json::from_str(&line).map_err(|e| Error::TeacherRecord {
+            path: path.to_path_buf(),
+            line: n,
+            message: e.to_string(),
+        })?;
         match index.get(&rec.id) {
             Some(&i) => {
                 out.dirty = true;
@@ -450,7 +449,10 @@ mod tests {
         let mut r = rec("3f2a", false);
         r.output = Some("spam".into());
         r.label = Some("spam".into());
-        r.probs = Some(BTreeMap::from([("ham".into(), 0.25), ("spam".into(), 0.75)]));
+        r.probs = Some(BTreeMap::from([
+            ("ham".into(), 0.25),
+            ("spam".into(), 0.75),
+        ]));
         r.coverage = Some(0.5);
         r.probs_source = Some("logprobs".into());
         r.usage = Usage {

@@ -183,9 +183,7 @@ fn forward(agent: &ureq::Agent, upstream: &str, req: &Request) -> (u16, String, 
     // The client's credentials go through (a real server may require them).
     let auth = req.header("authorization");
     let result = if req.method == "POST" {
-        let mut r = agent
-            .post(&url)
-            .header("Content-Type", "application/json");
+        let mut r = agent.post(&url).header("Content-Type", "application/json");
         if let Some(a) = auth {
             r = r.header("Authorization", a);
         }
@@ -295,7 +293,11 @@ mod tests {
         let failed = a.iter().filter(|f| **f != Fault::Pass).count();
         assert!((2_700..3_300).contains(&failed), "{failed}");
         assert!(a.contains(&Fault::ServerError) && a.contains(&Fault::InvalidJson));
-        assert!(random_schedule(0.0, &faults, 7, 100).iter().all(|f| *f == Fault::Pass));
+        assert!(
+            random_schedule(0.0, &faults, 7, 100)
+                .iter()
+                .all(|f| *f == Fault::Pass)
+        );
         for name in Fault::NAMES {
             assert!(Fault::parse(name, 1, 1.0).is_some(), "{name}");
         }

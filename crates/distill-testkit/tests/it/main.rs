@@ -83,7 +83,13 @@ fn proxy_command_injects_seeded_faults_in_front_of_the_instant_server() {
         .call()
         .expect("models");
     assert_eq!(models.status().as_u16(), 200);
-    assert!(models.body_mut().read_to_string().expect("body").contains("instant"));
+    assert!(
+        models
+            .body_mut()
+            .read_to_string()
+            .expect("body")
+            .contains("instant")
+    );
 
     let (mut passed, mut server_errors, mut html) = (0u64, 0u64, 0u64);
     let mut statuses = Vec::new();
@@ -106,7 +112,10 @@ fn proxy_command_injects_seeded_faults_in_front_of_the_instant_server() {
             other => panic!("unexpected status {other}: {body}"),
         }
     }
-    assert!(passed >= 15 && server_errors >= 5 && html >= 5, "{statuses:?}");
+    assert!(
+        passed >= 15 && server_errors >= 5 && html >= 5,
+        "{statuses:?}"
+    );
     assert_eq!(
         server.requests.load(Ordering::Relaxed),
         passed,
@@ -155,14 +164,22 @@ fn proxy_command_follows_a_fixed_schedule_and_explains_itself() {
         .expect("send");
     assert_eq!(resp.status().as_u16(), 429);
     assert_eq!(
-        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("2")
     );
 
     let help = testkit(&["proxy", "--help"]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for option in ["--upstream", "--fail-rate", "--seed", "--schedule", "--faults"] {
+    for option in [
+        "--upstream",
+        "--fail-rate",
+        "--seed",
+        "--schedule",
+        "--faults",
+    ] {
         assert!(text.contains(option), "{option} missing from {text}");
     }
     assert!(testkit(&["--help"]).status.success());
