@@ -1,7 +1,8 @@
 //! `distill`: the command-line workbench. Subcommands are pipeline stages.
 //!
 //! stdout carries data (tables, JSON, the output path); progress and logs go
-//! to stderr. Exit codes: 0 success, 1 a gate failed, 2 an error.
+//! to stderr. Exit codes: 0 success, 1 a gate failed (or a run that produced
+//! nothing usable, e.g. every teacher call failed), 2 an error.
 
 mod compare;
 mod data;
@@ -73,6 +74,9 @@ enum ConfigCommand {
 pub enum Failure {
     /// A gate failed (exit 1).
     Gate(String),
+    /// The command ran to the end but produced nothing usable, e.g. every
+    /// teacher call failed (exit 1; the summary is already printed).
+    Failed(String),
     /// An error (exit 2).
     Error(anyhow::Error),
 }
@@ -116,6 +120,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Gate(message)) => {
             eprintln!("gate failed: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("error: {message}");
             ExitCode::from(1)
         }
         // The reader of stdout went away (`distill ... | head -1`): nothing

@@ -1,6 +1,6 @@
 //! `distill teach`: collect teacher outputs into a teacher-log directory.
 
-use crate::CmdResult;
+use crate::{CmdResult, Failure};
 use clap::Args;
 use distill_core::config::ConfigSource;
 use distill_core::table::{Format, Table};
@@ -46,16 +46,17 @@ pub fn run(args: TeachArgs) -> CmdResult {
     let c = &m.counts;
     let mut t = Table::new(
         format!(
-            "teacher {} ({}), {}",
-            m.teacher.model, m.teacher.kind, m.status
+            "teacher {} ({}), {}: {} rows, {} distinct texts",
+            m.teacher.model, m.teacher.kind, m.status, m.rows, m.distinct_texts
         ),
         &[
-            "rows", "records", "ok", "failed", "cached", "requests", "retries", "tokens", "cost",
-            "coverage",
+            "rows", "distinct", "records", "ok", "failed", "cached", "requests", "retries",
+            "tokens", "cost", "coverage",
         ],
     );
     t.push(vec![
         m.rows.to_string(),
+        m.distinct_texts.to_string(),
         c.records.to_string(),
         c.ok.to_string(),
         c.failed.to_string(),
@@ -81,6 +82,13 @@ pub fn run(args: TeachArgs) -> CmdResult {
             "failed records by error: {} (kept in the log; rerun with --retry-failed)",
             kinds.join(", ")
         );
+    }
+    if c.records > 0 && c.ok == 0 {
+        return Err(Failure::Failed(format!(
+            "every one of the {} records in {} failed (nothing to learn from); fix the cause above, then rerun with --retry-failed",
+            c.records,
+            outcome.out.display()
+        )));
     }
     println!("{}", outcome.out.display());
     Ok(())

@@ -32,6 +32,18 @@ pub enum Error {
     BadOverride { arg: String, message: String },
     #[error("{}: is being written by {holder}; wait for it to finish or use another directory", path.display())]
     Locked { path: PathBuf, holder: String },
+    #[error("{}:{line}: invalid teacher record: {message}", path.display())]
+    TeacherRecord {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{} holds records of another teacher setup (params hash {found} vs {expected} now: model, prompt or parameters changed); write to a new --out directory", path.display())]
+    ForeignTeacherLog {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {
         path: PathBuf,

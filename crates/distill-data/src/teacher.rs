@@ -5,12 +5,11 @@
 use crate::curate::KeepDrop;
 use crate::error::{DataError, Result};
 use distill_core::hash::content_id;
-use distill_core::types::Example;
+use distill_core::teacher_log;
+use distill_core::types::{Example, Split};
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 /// What the step needs of a record: the teacher's top label and its probability.
@@ -22,22 +21,11 @@ struct Verdict {
     failed: bool,
 }
 
-#[derive(Deserialize)]
-struct Line {
-    id: String,
-    #[serde(default)]
-    label: Option<String>,
-    #[serde(default)]
-    labels: Option<Vec<String>>,
-    #[serde(default)]
-    probs: Option<BTreeMap<String, f64>>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
 pub struct TeacherLog {
     pub path: PathBuf,
     records: FxHashMap<String, Verdict>,
+    /// Line number of an ignored partial last line (a killed `distill teach`).
+    pub partial: Option<u64>,
 }
 
 /// Rows to drop (aligned with the input rows) and the step's report.
@@ -47,54 +35,49 @@ pub struct Judgement {
 }
 
 impl TeacherLog {
-    /// Read `logs.jsonl` (or a directory holding it). Last record per id wins.
+    /// Read `logs.jsonl` (or a directory holding it) through the one
+    /// teacher-log reader (`distill_core::teacher_log`): last record per id
+    /// wins, a partial last line is ignored, any other invalid line is an error.
     pub fn read(path: &Path) -> Result<Self> {
-        let file_path = if path.is_dir() {
-            path.join("logs.jsonl")
-        } else {
-            path.to_path_buf()
-        };
-        let file = std::fs::File::open(&file_path).map_err(|_| DataError::MissingFile {
-            path: file_path.clone(),
-            hint: Some("create it with `distill teach <config>`".into()),
-        })?;
-        let mut records = FxHashMap::default();
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| DataError::Io {
-                path: file_path.clone(),
-                source: e,
-            })?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let rec: Line = match serde_json::from_str(&line) {
-                Ok(r) => r,
-                // A partial last line of a killed run: `distill teach` redoes it.
-                Err(_) if !line.ends_with('}') => continue,
-                Err(e) => {
-                    return Err(DataError::BadFile {
-                        path: file_path.clone(),
-                        message: format!("line {}: invalid teacher record: {e}", n + 1),
-                    });
-                }
-            };
-            let top = rec.probs.as_ref().and_then(|p| {
-                p.iter()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(l, &v)| (l.clone(), v))
+        let file_path = teacher_log::log_file(path);
+        if !file_path.is_file() {
+            return Err(DataError::MissingFile {
+                path: file_path,
+                hint: Some("create it with `distill teach <config>`".into()),
             });
-            let verdict = Verdict {
-                label: rec.label.or_else(|| top.as_ref().map(|t| t.0.clone())),
-                labels: rec.labels,
-                confidence: top.map(|t| t.1),
-                failed: rec.error.is_some(),
-            };
-            records.insert(rec.id, verdict);
         }
+        let log = teacher_log::read_log_lines(&file_path)?;
+        let records = log
+            .records
+            .into_iter()
+            .map(|rec| {
+                let top = rec.top().map(|(l, p)| (l.to_string(), p));
+                let verdict = Verdict {
+                    label: rec.label.or_else(|| top.as_ref().map(|t| t.0.clone())),
+                    labels: rec.labels,
+                    confidence: top.map(|t| t.1),
+                    failed: rec.error.is_some(),
+                };
+                (rec.id, verdict)
+            })
+            .collect();
         Ok(TeacherLog {
             path: file_path,
             records,
+            partial: log.partial,
         })
+    }
+
+    /// Ids of the usable (not failed) records.
+    pub fn usable_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .records
+            .iter()
+            .filter(|(_, v)| !v.failed)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn get(&self, row: &Example) -> Option<&Verdict> {
@@ -113,13 +96,26 @@ impl TeacherLog {
     ) -> Judgement {
         let mut per_label: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let (mut joined, mut n_missing, mut low, mut n_disagree) = (0u64, 0u64, 0u64, 0u64);
+        let mut kept_for_evaluation = 0u64;
         let mut drop = Vec::with_capacity(rows.len());
         for row in rows {
+            // Validation and test rows are what a model is judged on: filtering
+            // them by the teacher (dropping the rows it gets wrong or is unsure
+            // of) would inflate every metric. Only training rows (and rows
+            // without a split yet) are dropped; evaluation rows still count in
+            // the agreement report.
+            let droppable = !matches!(row.split, Some(Split::Val | Split::Test));
+            let mut verdict = |reason: Option<String>| match reason {
+                Some(r) if droppable => drop.push(Some((r, None))),
+                Some(_) => {
+                    kept_for_evaluation += 1;
+                    drop.push(None)
+                }
+                None => drop.push(None),
+            };
             let Some(v) = self.get(row) else {
                 n_missing += 1;
-                drop.push(
-                    (missing == KeepDrop::Drop).then(|| ("no teacher record".to_string(), None)),
-                );
+                verdict((missing == KeepDrop::Drop).then(|| "no teacher record".to_string()));
                 continue;
             };
             joined += 1;
@@ -145,24 +141,20 @@ impl TeacherLog {
             let conf = v.confidence.unwrap_or(1.0);
             if conf < min_confidence {
                 low += 1;
-                drop.push(Some((
-                    format!("teacher confidence {conf:.3} < {min_confidence}"),
-                    None,
+                verdict(Some(format!(
+                    "teacher confidence {conf:.3} < {min_confidence}"
                 )));
             } else if agrees == Some(false) && disagree == KeepDrop::Drop {
-                drop.push(Some((
-                    format!(
-                        "teacher says `{}`, gold is `{}`",
-                        v.label
-                            .clone()
-                            .or_else(|| v.labels.as_ref().map(|l| l.join(",")))
-                            .unwrap_or_default(),
-                        row.label_list().join(",")
-                    ),
-                    None,
+                verdict(Some(format!(
+                    "teacher says `{}`, gold is `{}`",
+                    v.label
+                        .clone()
+                        .or_else(|| v.labels.as_ref().map(|l| l.join(",")))
+                        .unwrap_or_default(),
+                    row.label_list().join(",")
                 )));
             } else {
-                drop.push(None);
+                verdict(None);
             }
         }
         let (n_gold, n_agree) = per_label
@@ -187,7 +179,67 @@ impl TeacherLog {
                 "disagree": n_disagree,
                 "teacher_accuracy": (n_gold > 0).then(|| n_agree as f64 / n_gold as f64),
                 "agreement": agreement,
+                // Val/test rows the step's rules would drop, kept for evaluation.
+                "kept_for_evaluation": kept_for_evaluation,
+                "partial_last_line": self.partial,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(text: &str, label: &str, split: Option<Split>) -> Example {
+        Example {
+            id: content_id(text),
+            text: text.into(),
+            label: Some(label.into()),
+            labels: None,
+            spans: None,
+            split,
+            source: "t.csv".into(),
+            line: 1,
+            source_id: None,
+        }
+    }
+
+    /// Evaluation rows the teacher gets wrong (or is unsure of) stay: dropping
+    /// them would leave only the rows the teacher agrees with, and inflate
+    /// every metric measured on them.
+    #[test]
+    fn disagreeing_val_and_test_rows_are_kept_and_still_counted() {
+        let rows = vec![
+            row("train row", "ham", Some(Split::Train)),
+            row("val row", "ham", Some(Split::Val)),
+            row("test row", "ham", Some(Split::Test)),
+            row("no split yet", "ham", None),
+            row("unsure test row", "spam", Some(Split::Test)),
+            row("missing test row", "spam", Some(Split::Test)),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.jsonl");
+        let mut text = String::new();
+        for r in &rows[..4] {
+            // The teacher says spam, gold says ham.
+            text.push_str(&format!(
+                "{{\"id\":\"{}\",\"probs\":{{\"ham\":0.1,\"spam\":0.9}}}}\n",
+                r.id
+            ));
+        }
+        text.push_str(&format!(
+            "{{\"id\":\"{}\",\"probs\":{{\"ham\":0.45,\"spam\":0.55}}}}\n",
+            rows[4].id
+        ));
+        std::fs::write(&path, text).unwrap();
+        let log = TeacherLog::read(dir.path()).unwrap();
+        let j = log.judge(&rows, 0.6, KeepDrop::Drop, KeepDrop::Drop);
+        let dropped: Vec<bool> = j.drop.iter().map(Option::is_some).collect();
+        assert_eq!(dropped, [true, false, false, true, false, false]);
+        assert_eq!(j.details["disagree"], 4, "val/test still counted");
+        assert_eq!(j.details["kept_for_evaluation"], 4);
+        assert_eq!(j.details["low_confidence"], 1);
+        assert_eq!(j.details["missing"], 1);
     }
 }

@@ -77,27 +77,17 @@ fn top1(p: &[f64]) -> (usize, f64) {
     best
 }
 
-/// Mean `cost` per uncached call in a teacher log (0 for local teachers).
-fn teacher_cost_per_call(path: &Path) -> f64 {
-    let file = if path.is_dir() {
-        path.join("logs.jsonl")
-    } else {
-        path.to_path_buf()
-    };
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return 0.0;
-    };
+/// Mean `cost` per uncached successful call in a teacher log (0 for local
+/// teachers and plain soft-label files), read with the one teacher-log reader.
+fn teacher_cost_per_call(path: &Path) -> Result<f64> {
+    let log =
+        distill_core::teacher_log::read_log_lines(&distill_core::teacher_log::log_file(path))?;
     let (mut sum, mut n) = (0.0, 0u64);
-    for line in text.lines() {
-        if let Ok(v) = serde_json::from_str::<Value>(line)
-            && v["cached"] != json!(true)
-            && v["error"].is_null()
-        {
-            sum += v["cost"].as_f64().unwrap_or(0.0);
-            n += 1;
-        }
+    for r in log.records.iter().filter(|r| !r.cached && !r.failed()) {
+        sum += r.cost;
+        n += 1;
     }
-    if n == 0 { 0.0 } else { sum / n as f64 }
+    Ok(if n == 0 { 0.0 } else { sum / n as f64 })
 }
 
 /// Single-example latencies in ms over the first `n` texts (featurize +
@@ -510,6 +500,7 @@ fn evaluate_case(
                     .teacher
                     .as_deref()
                     .map(teacher_cost_per_call)
+                    .transpose()?
                     .unwrap_or(0.0);
                 let mut cascade = Vec::new();
                 for op in &operating_points {

@@ -8,9 +8,10 @@ use crate::openai::{Attempt, Cache, Client, Completion, backoff, request_body};
 use crate::prompt::Prompt;
 use crate::record::{
     Counts, DatasetRef, LOGS_FILE, LogWriter, MANIFEST_FILE, RecordError, RunStats,
-    TEACHER_SCHEMA_VERSION, TeacherId, TeacherManifest, TeacherRecord,
+    TEACHER_SCHEMA_VERSION, TeacherId, TeacherManifest, TeacherRecord, compact, read_log_lines,
 };
 use distill_core::hash::{SplitMix64, seeded_u64, sha256_hex};
+use distill_core::lock::DirLock;
 use distill_core::types::{Example, Split, Task};
 use distill_data::dataset::Dataset;
 use std::collections::VecDeque;
@@ -35,7 +36,7 @@ pub struct TeachOutcome {
     pub manifest: TeacherManifest,
 }
 
-pub(crate) use distill_train::data::resolve;
+pub(crate) use distill_core::run_layout::resolve;
 
 /// Span labels present in a dataset (the default extraction fields).
 fn span_labels(rows: &[Example]) -> Vec<String> {
@@ -121,18 +122,29 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     };
     let (teacher, params) = plan.identity();
 
+    // One writer per directory: a second `distill teach` into the same out
+    // directory would append to a log the first one rewrites (records lost).
+    // Held until the manifest is written; released by the OS on any exit.
+    let _lock = DirLock::acquire(&req.out, "distill teach")?;
     let (mut writer, existing) = LogWriter::open(&req.out, &teacher.params_hash)?;
+    // Rows with the same text share an id: one request and one record per id.
+    let mut seen = rustc_hash::FxHashSet::default();
+    let distinct: Vec<&Example> = rows
+        .iter()
+        .copied()
+        .filter(|e| seen.insert(e.id.as_str()))
+        .collect();
     let done: rustc_hash::FxHashSet<&str> = existing
         .iter()
         .filter(|r| !(req.retry_failed && r.failed()))
         .map(|r| r.id.as_str())
         .collect();
-    let todo: Vec<&Example> = rows
+    let todo: Vec<&Example> = distinct
         .iter()
         .copied()
         .filter(|e| !done.contains(e.id.as_str()))
         .collect();
-    let resumed_from = (rows.len() - todo.len()) as u64;
+    let resumed_from = (distinct.len() - todo.len()) as u64;
     let mut manifest = TeacherManifest {
         schema_version: TEACHER_SCHEMA_VERSION,
         status: "running".into(),
@@ -140,20 +152,32 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
         params,
         dataset: dataset_ref,
         rows: rows.len() as u64,
+        distinct_texts: distinct.len() as u64,
         counts: Counts::of(&existing),
         last_run: None,
         created_by: concat!("distill ", env!("CARGO_PKG_VERSION")).into(),
         updated_at: now(),
     };
     distill_core::fsutil::write_json_atomic(&req.out.join(MANIFEST_FILE), &manifest)?;
-    drop(done);
 
     let started = Instant::now();
-    let mut progress = Progress::new(req.interactive, rows.len() as u64, resumed_from);
+    let mut progress = Progress::new(req.interactive, distinct.len() as u64, resumed_from);
+    if distinct.len() < rows.len() {
+        progress.line(&format!(
+            "teach: {} rows, {} distinct texts (one request each; rows with the same text share a record)",
+            rows.len(),
+            distinct.len()
+        ));
+    }
     if resumed_from > 0 {
         progress.line(&format!(
-            "teach: resuming: {resumed_from} of {} rows already in {}",
-            rows.len(),
+            "teach: resuming: {resumed_from} of {} {} already in {}",
+            distinct.len(),
+            if distinct.len() < rows.len() {
+                "distinct texts"
+            } else {
+                "rows"
+            },
             writer.path().display()
         ));
     }
@@ -161,7 +185,14 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
         Plan::Openai(p) => run_openai(p, &teacher, config.seed, &todo, &mut writer, &mut progress)?,
         Plan::Local(local) => local.run(&teacher, &todo, &mut writer, &mut progress)?,
         Plan::Import(importer) => {
-            importer.run(&teacher, &todo, &req.out, &mut writer, &mut progress)?
+            // Every row to do, duplicates included: each row's own key (its
+            // source id) may be the one a log line names. One record per id.
+            let rows_todo: Vec<&Example> = rows
+                .iter()
+                .copied()
+                .filter(|e| !done.contains(e.id.as_str()))
+                .collect();
+            importer.run(&teacher, &rows_todo, &req.out, &mut writer, &mut progress)?
         }
     };
     progress.finish();
@@ -170,9 +201,9 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
 
     // One record per id: compact when this run redid records.
     let logs = req.out.join(LOGS_FILE);
-    let contents = crate::record::read_log_lines(&logs)?;
+    let contents = read_log_lines(&logs)?;
     if contents.dirty {
-        crate::record::compact(&logs, &contents)?;
+        compact(&logs, &contents)?;
     }
     let records = contents.records;
     stats.wall_s = started.elapsed().as_secs_f64();
@@ -180,7 +211,7 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     stats.resumed_from = resumed_from;
     let selected: rustc_hash::FxHashSet<&str> = rows.iter().map(|e| e.id.as_str()).collect();
     manifest.counts = Counts::of(records.iter().filter(|r| selected.contains(r.id.as_str())));
-    manifest.status = if manifest.counts.records == rows.len() as u64 {
+    manifest.status = if manifest.counts.records == distinct.len() as u64 {
         "completed".into()
     } else {
         "incomplete".into()
@@ -236,7 +267,7 @@ impl Plan {
         let cache = spec
             .cache
             .then(|| Cache::new(spec.cache_dir.clone().unwrap_or_else(Cache::default_dir)));
-        let params = serde_json::json!({
+        let mut params = serde_json::json!({
             "base_url": spec.base_url,
             "model": spec.model,
             "system": prompt.system,
@@ -252,6 +283,8 @@ impl Plan {
             "labels": labels,
             "seed": config.seed,
         });
+        // Stored in teacher.json: never the key, whatever a prompt holds.
+        client.redactor().value(&mut params);
         Ok(Plan::Openai(Box::new(OpenAiPlan {
             spec: spec.clone(),
             client,
@@ -364,7 +397,7 @@ fn run_openai(
             stats.failed += u64::from(rec.failed());
             if let Err(e) = writer.append(&rec) {
                 stop.store(true, Ordering::Relaxed);
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(())

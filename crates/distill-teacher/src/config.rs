@@ -223,6 +223,9 @@ fn d_batch() -> usize {
     256
 }
 
+/// The longest per-request timeout accepted (seconds).
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+
 impl OpenAiSpec {
     /// Config errors a user must fix before any work starts.
     pub fn validate(&self) -> Result<(), String> {
@@ -250,8 +253,32 @@ impl OpenAiSpec {
         if self.concurrency == 0 {
             return Err("teacher.concurrency must be at least 1".into());
         }
-        if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
-            return Err("teacher.timeout-s must be positive".into());
+        // `inf` and huge values would overflow the client's timer (a panic).
+        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_TIMEOUT_S)
+        {
+            return Err(format!(
+                "teacher.timeout-s = {}: expected a finite number of seconds > 0 and at most {MAX_TIMEOUT_S} (one day)",
+                self.timeout_s
+            ));
+        }
+        for (key, value) in [
+            ("temperature", self.temperature),
+            ("price.prompt-per-1m", self.price.prompt_per_1m),
+            ("price.completion-per-1m", self.price.completion_per_1m),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!(
+                    "teacher.{key} = {value}: expected a finite number >= 0"
+                ));
+            }
+        }
+        // Checked before anything else reads the URL: it is stored in
+        // teacher.json and printed in errors, so it must not carry a key.
+        if let Some(why) = crate::redact::url_credentials(&self.base_url) {
+            return Err(format!(
+                "teacher.base-url = {:?}: {why}; the URL is written to teacher.json and printed in errors\nhint: put the key in an environment variable and name it with teacher.api-key-env (it is sent as `Authorization: Bearer`, never stored)",
+                crate::redact::display_url(&self.base_url)
+            ));
         }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return Err(format!(
@@ -260,5 +287,43 @@ impl OpenAiSpec {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(sets: &str) -> OpenAiSpec {
+        toml::from_str(&format!(
+            "base-url = \"http://127.0.0.1:8080/v1\"\nmodel = \"m\"\n{sets}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn infinite_or_huge_timeouts_are_config_errors() {
+        assert!(spec("").validate().is_ok());
+        for bad in ["inf", "-inf", "nan", "0.0", "-1.0", "1e300"] {
+            let err = spec(&format!("timeout-s = {bad}")).validate().unwrap_err();
+            assert!(err.contains("teacher.timeout-s"), "{bad}: {err}");
+            assert!(err.contains("finite number of seconds"), "{bad}: {err}");
+        }
+        let err = spec("temperature = nan").validate().unwrap_err();
+        assert!(err.contains("teacher.temperature"), "{err}");
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_refused_without_repeating_them() {
+        for url in [
+            "https://user:sk-SECRET-1@api.example.com/v1",
+            "https://api.example.com/v1?api_key=sk-SECRET-1",
+        ] {
+            let mut s = spec("");
+            s.base_url = url.into();
+            let err = s.validate().unwrap_err();
+            assert!(err.contains("api-key-env"), "{err}");
+            assert!(!err.contains("sk-SECRET-1"), "{err}");
+        }
     }
 }

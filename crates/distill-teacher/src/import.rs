@@ -208,6 +208,7 @@ impl Importer {
             concurrency: 1,
             ..Default::default()
         };
+        // Rows with the same text share an id: the first writes the record.
         for ex in todo {
             if let Some(rec) = found.remove(&ex.id) {
                 writer.append(&rec)?;

@@ -7,7 +7,8 @@
 //! ([`import`]), and a trained distill run ([`local`]). Collection is
 //! dependable: bounded concurrency, timeouts, retries with backoff and
 //! `Retry-After`, a content-addressed cache, and an append-only log that a
-//! killed run resumes without losing or duplicating records ([`record`]).
+//! killed run resumes without losing or duplicating records ([`record`]);
+//! the API key never reaches a stored or printed string ([`redact`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -20,6 +21,7 @@ pub mod local;
 pub mod openai;
 pub mod prompt;
 pub mod record;
+pub mod redact;
 pub mod softlabel;
 
 pub use collect::{TeachOutcome, TeachRequest, teach};

@@ -5,6 +5,7 @@ use crate::collect::Progress;
 use crate::config::LocalSpec;
 use crate::error::{Error, Result};
 use crate::record::{LogWriter, RunStats, TeacherId, TeacherRecord};
+use distill_core::run_layout::MODEL_DIR;
 use distill_core::types::{Example, Task};
 use distill_model::artifact::Predictor;
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ pub struct LocalTeacher {
 
 /// A run directory (with `model/`) or a model directory.
 fn model_dir(path: &Path) -> Result<PathBuf> {
-    let path = &distill_train::run::resolve_latest(path);
-    for candidate in [path.join("model"), path.to_path_buf()] {
+    let path = &distill_core::run_layout::resolve_latest(path);
+    for candidate in [path.join(MODEL_DIR), path.to_path_buf()] {
         if candidate.join("model.json").is_file() {
             return Ok(candidate);
         }
@@ -38,7 +39,7 @@ fn model_dir(path: &Path) -> Result<PathBuf> {
 impl LocalTeacher {
     pub fn load(path: &Path, spec: &LocalSpec, task: Task, labels: &[String]) -> Result<Self> {
         let dir = model_dir(path)?;
-        let resolved = distill_train::run::resolve_latest(path);
+        let resolved = distill_core::run_layout::resolve_latest(path);
         let path = resolved.as_path();
         let predictor = Predictor::load(&dir, spec.device)?;
         if predictor.meta.task != task {
@@ -66,7 +67,7 @@ impl LocalTeacher {
         let model_name = canonical
             .iter()
             .rev()
-            .take(if dir == path.join("model") { 2 } else { 3 })
+            .take(if dir == path.join(MODEL_DIR) { 2 } else { 3 })
             .collect::<Vec<_>>()
             .into_iter()
             .rev()

@@ -5,6 +5,7 @@
 use crate::config::OpenAiSpec;
 use crate::error::{Error, Result};
 use crate::record::Usage;
+use crate::redact::Redactor;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +33,8 @@ pub struct Client {
     url: String,
     models_url: String,
     api_key: Option<String>,
+    /// Hides the key (and any `Bearer` token) in everything a server sends back.
+    redactor: Redactor,
     /// No worker sends before this instant (set by 429 + Retry-After).
     pause_until: Mutex<Option<Instant>>,
 }
@@ -49,8 +52,14 @@ impl Client {
             },
             None => None,
         };
+        let timeout = Duration::try_from_secs_f64(spec.timeout_s).map_err(|_| {
+            Error::Input(format!(
+                "teacher.timeout-s = {}: expected a finite number of seconds > 0",
+                spec.timeout_s
+            ))
+        })?;
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs_f64(spec.timeout_s)))
+            .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_idle_connections_per_host(spec.concurrency.max(1) * 2)
             .user_agent(concat!("distill/", env!("CARGO_PKG_VERSION")))
@@ -60,6 +69,7 @@ impl Client {
             agent: config.into(),
             url: format!("{base}/chat/completions"),
             models_url: format!("{base}/models"),
+            redactor: Redactor::new(api_key.as_deref()),
             api_key,
             pause_until: Mutex::new(None),
         })
@@ -75,8 +85,9 @@ impl Client {
             Ok(r) => r,
             Err(e) => {
                 return Err(Error::Input(format!(
-                    "teacher server {} is unreachable: {e}; start it or fix teacher.base-url",
-                    self.models_url
+                    "teacher server {} is unreachable: {}; start it or fix teacher.base-url",
+                    self.models_url,
+                    self.redactor.text(&e.to_string())
                 )));
             }
         };
@@ -150,8 +161,36 @@ impl Client {
         }
     }
 
-    /// Send one request.
+    /// The redactor for this client's key.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Send one request. Every string in the outcome (error messages, the
+    /// response body) has the key and `Bearer` tokens redacted.
     pub fn attempt(&self, body: &[u8]) -> Attempt {
+        match self.attempt_raw(body) {
+            Attempt::Ok(mut v) => {
+                self.redactor.value(&mut v);
+                Attempt::Ok(v)
+            }
+            Attempt::Retry {
+                kind,
+                message,
+                retry_after,
+            } => Attempt::Retry {
+                kind,
+                message: self.redactor.string(&message),
+                retry_after,
+            },
+            Attempt::Fatal { kind, message } => Attempt::Fatal {
+                kind,
+                message: self.redactor.string(&message),
+            },
+        }
+    }
+
+    fn attempt_raw(&self, body: &[u8]) -> Attempt {
         let mut req = self
             .agent
             .post(&self.url)
@@ -177,8 +216,9 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
+        // Redacted whole, before any snippet can cut a secret in two.
         let text = match resp.body_mut().read_to_string() {
-            Ok(t) => t,
+            Ok(t) => self.redactor.string(&t),
             Err(e) => {
                 return Attempt::Retry {
                     kind: "invalid-response".into(),

@@ -30,6 +30,58 @@ pub enum Fault {
     WrongContentType,
 }
 
+impl Fault {
+    /// The names the `distill-testkit proxy` command accepts.
+    pub const NAMES: [&'static str; 7] = [
+        "pass",
+        "429",
+        "500",
+        "hang",
+        "truncate",
+        "invalid-json",
+        "wrong-content-type",
+    ];
+
+    /// A fault by name (`429` waits `retry_after_s`, `hang` stays silent `hang_s`).
+    pub fn parse(name: &str, retry_after_s: u32, hang_s: f64) -> Option<Fault> {
+        Some(match name.trim() {
+            "pass" => Fault::Pass,
+            "429" | "rate-limit" => Fault::RateLimit { retry_after_s },
+            "500" | "server-error" => Fault::ServerError,
+            "hang" => Fault::Hang { secs: hang_s },
+            "truncate" => Fault::Truncate,
+            "invalid-json" => Fault::InvalidJson,
+            "wrong-content-type" => Fault::WrongContentType,
+            _ => return None,
+        })
+    }
+}
+
+/// A seeded schedule of `len` chat requests: each is a fault with
+/// probability `fail_rate` (drawn evenly from `faults`), else a pass.
+/// The same seed gives the same schedule.
+pub fn random_schedule(fail_rate: f64, faults: &[Fault], seed: u64, len: usize) -> Vec<Fault> {
+    let mut state = seed;
+    let mut next = move || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (0..len)
+        .map(|_| {
+            let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            if faults.is_empty() || u >= fail_rate {
+                Fault::Pass
+            } else {
+                faults[(next() % faults.len() as u64) as usize]
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 pub struct ProxyStats {
     /// Chat requests seen.
@@ -50,7 +102,19 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxy to `upstream` (e.g. `http://127.0.0.1:8080`); chat request n gets `schedule[n % len]`.
     pub fn start(upstream: &str, schedule: Vec<Fault>) -> std::io::Result<Self> {
-        let (listener, port) = bind_local()?;
+        Self::start_on(None, upstream, schedule)
+    }
+
+    /// [`FaultProxy::start`] on 127.0.0.1:`port` (a free port when `None`).
+    pub fn start_on(
+        port: Option<u16>,
+        upstream: &str,
+        schedule: Vec<Fault>,
+    ) -> std::io::Result<Self> {
+        let (listener, port) = match port {
+            Some(p) => (std::net::TcpListener::bind(("127.0.0.1", p))?, p),
+            None => bind_local()?,
+        };
         let stats = Arc::new(ProxyStats::default());
         let schedule = Arc::new(Mutex::new(schedule));
         let stop = Arc::new(AtomicBool::new(false));
@@ -116,13 +180,20 @@ impl Drop for FaultProxy {
 
 fn forward(agent: &ureq::Agent, upstream: &str, req: &Request) -> (u16, String, Vec<u8>) {
     let url = format!("{upstream}{}", req.path);
+    // The client's credentials go through (a real server may require them).
+    let auth = req.header("authorization");
     let result = if req.method == "POST" {
-        agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(&req.body[..])
+        let mut r = agent.post(&url).header("Content-Type", "application/json");
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send(&req.body[..])
     } else {
-        agent.get(&url).call()
+        let mut r = agent.get(&url);
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.call()
     };
     match result {
         Ok(mut r) => {
@@ -206,5 +277,29 @@ fn handle(
         After::Close
     } else {
         After::KeepAlive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_schedules_are_seeded_and_near_the_rate() {
+        let faults = [Fault::ServerError, Fault::InvalidJson];
+        let a = random_schedule(0.3, &faults, 7, 10_000);
+        assert_eq!(a, random_schedule(0.3, &faults, 7, 10_000));
+        assert_ne!(a, random_schedule(0.3, &faults, 8, 10_000));
+        let failed = a.iter().filter(|f| **f != Fault::Pass).count();
+        assert!((2_700..3_300).contains(&failed), "{failed}");
+        assert!(a.contains(&Fault::ServerError) && a.contains(&Fault::InvalidJson));
+        assert!(
+            random_schedule(0.0, &faults, 7, 100)
+                .iter()
+                .all(|f| *f == Fault::Pass)
+        );
+        for name in Fault::NAMES {
+            assert!(Fault::parse(name, 1, 1.0).is_some(), "{name}");
+        }
     }
 }

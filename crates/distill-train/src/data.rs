@@ -5,8 +5,6 @@ use crate::error::{Error, Result};
 use distill_core::hash::{seeded_u64, sha256_file, unit_interval};
 use distill_core::types::{Example, Split, Task};
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 /// Gold supervision of one row.
@@ -24,7 +22,8 @@ pub struct Row {
     pub id: String,
     pub text: String,
     pub gold: Gold,
-    /// Teacher distribution over the label set (renormalised).
+    /// Teacher targets over the label set: a distribution (renormalised) for
+    /// `classify`, independent per-label probabilities for `multilabel`.
     pub teacher: Option<Vec<f32>>,
 }
 
@@ -61,14 +60,7 @@ pub struct TeacherInfo {
     pub joined: usize,
 }
 
-/// Resolve a path from a config relative to the config file's directory.
-pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
+pub use distill_core::run_layout::resolve;
 
 fn gold_of(ex: &Example, task: Task, index: &FxHashMap<&str, usize>, n: usize) -> Gold {
     match task {
@@ -91,48 +83,49 @@ fn gold_of(ex: &Example, task: Task, index: &FxHashMap<&str, usize>, n: usize) -
     }
 }
 
-#[derive(Deserialize)]
-struct TeacherLine {
-    id: String,
-    #[serde(default)]
-    probs: Option<std::collections::BTreeMap<String, f64>>,
-    /// Set on failed teacher-log records (`distill teach`): no usable answer.
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-/// Read teacher soft labels keyed by example id: a JSONL file or a teacher-log
-/// directory (`logs.jsonl` from `distill teach`). Failed records are skipped;
-/// the last record of an id wins. Unknown labels are an error.
-pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, Vec<f32>>> {
-    let joined;
-    let path = if path.is_dir() {
-        joined = path.join("logs.jsonl");
-        joined.as_path()
-    } else {
-        path
-    };
+/// Read teacher soft labels keyed by example id: a teacher-log directory
+/// (`logs.jsonl` from `distill teach`), a `logs.jsonl`, or a plain JSONL
+/// file of `{"id", "probs"}` lines, through the one teacher-log reader
+/// (`distill_core::teacher_log`): a partial last line (a killed `teach`) is
+/// ignored, any other invalid line is an error naming `file:line`. Failed
+/// records and records without probs are skipped; the last record of an id
+/// wins. Unknown labels are an error.
+///
+/// `classify` probabilities are renormalised over the label set.
+/// `multilabel` probabilities are independent per label (BCE targets): they
+/// are kept as they are, and a value above 1 is an error.
+pub fn read_teacher(
+    path: &Path,
+    labels: &[String],
+    task: Task,
+) -> Result<FxHashMap<String, Vec<f32>>> {
+    let file = distill_core::teacher_log::log_file(path);
+    if !file.is_file() {
+        return Err(Error::Input(format!(
+            "teacher file {}: no such file (expected a teacher-log directory from `distill teach`, its logs.jsonl, or a JSONL of {{\"id\", \"probs\"}} lines)",
+            file.display()
+        )));
+    }
+    let log = distill_core::teacher_log::read_log_lines(&file)?;
+    if let Some(line) = log.partial {
+        eprintln!(
+            "warning: {}:{line}: last line has no trailing newline (a killed `distill teach`); ignored",
+            file.display()
+        );
+    }
     let index: FxHashMap<&str, usize> = labels
         .iter()
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect();
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::Input(format!("teacher file {}: {e}", path.display())))?;
     let mut out = FxHashMap::default();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let at = || format!("{}:{}", path.display(), n + 1);
-        let line = line.map_err(|e| Error::Input(format!("{}: {e}", at())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: TeacherLine = serde_json::from_str(&line)
-            .map_err(|e| Error::Input(format!("{}: invalid teacher record: {e}", at())))?;
+    for (rec, line) in log.records.into_iter().zip(log.line_numbers) {
         // Failed records and records without probs carry no soft label.
-        if rec.error.is_some() {
+        if rec.failed() {
             continue;
         }
         let Some(probs) = rec.probs else { continue };
+        let at = || format!("{}:{line}", file.display());
         let mut v = vec![0f32; labels.len()];
         for (label, p) in probs {
             let Some(&i) = index.get(label.as_str()) else {
@@ -150,12 +143,26 @@ pub fn read_teacher(path: &Path, labels: &[String]) -> Result<FxHashMap<String, 
                     at()
                 )));
             }
+            if task == Task::Multilabel && p > 1.0 + 1e-6 {
+                return Err(Error::Input(format!(
+                    "{}: field `probs`: probability {p} for `{label}` is above 1 (multi-label probabilities are per label, each in [0, 1])",
+                    at()
+                )));
+            }
             v[i] = p as f32;
         }
-        let sum: f32 = v.iter().sum();
-        if sum > 0.0 {
-            v.iter_mut().for_each(|p| *p /= sum);
-            out.insert(rec.id, v);
+        match task {
+            Task::Multilabel => {
+                v.iter_mut().for_each(|p| *p = p.clamp(0.0, 1.0));
+                out.insert(rec.id, v);
+            }
+            _ => {
+                let sum: f32 = v.iter().sum();
+                if sum > 0.0 {
+                    v.iter_mut().for_each(|p| *p /= sum);
+                    out.insert(rec.id, v);
+                }
+            }
         }
     }
     Ok(out)
@@ -190,12 +197,8 @@ impl TrainData {
         let (teacher_map, teacher_info) = match &config.teacher {
             Some(t) => {
                 let tp = resolve(base, t);
-                let map = read_teacher(&tp, &labels)?;
-                let file = if tp.is_dir() {
-                    tp.join("logs.jsonl")
-                } else {
-                    tp.clone()
-                };
+                let map = read_teacher(&tp, &labels, task)?;
+                let file = distill_core::teacher_log::log_file(&tp);
                 let sha = sha256_file(&file)?;
                 let info = TeacherInfo {
                     path: tp,
@@ -290,5 +293,84 @@ impl TrainData {
             val_source,
             teacher,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Multi-label teachers give independent per-label probabilities (BCE
+    /// targets): two labels the teacher is sure of stay at 0.9, not 0.9 / 1.9.
+    #[test]
+    fn multilabel_teacher_probabilities_stay_independent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\":\"x\",\"probs\":{\"a\":0.9,\"b\":0.9,\"c\":0.1}}\n{\"id\":\"y\",\"probs\":{\"a\":0.0,\"b\":0.0,\"c\":0.0}}\n",
+        )
+        .unwrap();
+        let l = labels(&["a", "b", "c"]);
+        let m = read_teacher(&path, &l, Task::Multilabel).unwrap();
+        assert_eq!(m["x"], [0.9, 0.9, 0.1]);
+        assert_eq!(m["y"], [0.0, 0.0, 0.0], "no label at all is a target too");
+        // The same file for a single-label task is a distribution.
+        let m = read_teacher(&path, &l, Task::Classify).unwrap();
+        let sum: f32 = m["x"].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6 && (m["x"][0] - 0.9 / 1.9).abs() < 1e-6);
+        assert!(!m.contains_key("y"));
+
+        std::fs::write(&path, "{\"id\":\"x\",\"probs\":{\"a\":1.5}}\n").unwrap();
+        let err = read_teacher(&path, &l, Task::Multilabel)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.jsonl:1") && err.contains("above 1"),
+            "{err}"
+        );
+    }
+
+    /// A log cut mid-line by a killed `distill teach` reads the same in
+    /// curation (`teacher` step) and in training: the partial last line is
+    /// ignored by both; an invalid line before it is an error in both.
+    #[test]
+    fn a_killed_teach_log_reads_alike_in_curation_and_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(distill_core::teacher_log::LOGS_FILE);
+        let line = |id: &str| {
+            format!(
+                "{{\"id\":\"{id}\",\"teacher\":{{\"kind\":\"openai\",\"model\":\"m\",\"params_hash\":\"h\"}},\"label\":\"a\",\"probs\":{{\"a\":0.8,\"b\":0.2}},\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":1}},\"latency_ms\":1.0,\"cost\":0.0,\"attempts\":1}}\n"
+            )
+        };
+        let complete = format!("{}{}", line("one"), line("two"));
+        let cut = &line("three")[..40];
+        std::fs::write(&path, format!("{complete}{cut}")).unwrap();
+        let l = labels(&["a", "b"]);
+
+        let curation = distill_data::teacher::TeacherLog::read(dir.path()).unwrap();
+        let training = read_teacher(dir.path(), &l, Task::Classify).unwrap();
+        let mut trained: Vec<&str> = training.keys().map(String::as_str).collect();
+        trained.sort_unstable();
+        assert_eq!(curation.usable_ids(), ["one", "two"]);
+        assert_eq!(trained, curation.usable_ids());
+        assert_eq!(curation.partial, Some(3));
+
+        // The same cut line in the middle is corruption, not a kill: both refuse.
+        std::fs::write(&path, format!("{}{cut}\n{}", line("one"), line("two"))).unwrap();
+        let at = format!("{}:2", path.display());
+        let e1 = distill_data::teacher::TeacherLog::read(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        let e2 = read_teacher(dir.path(), &l, Task::Classify)
+            .unwrap_err()
+            .to_string();
+        assert!(e1.contains(&at), "{e1}");
+        assert!(e2.contains(&at), "{e2}");
     }
 }

@@ -9,20 +9,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub const RUN_FILE: &str = "run.json";
-pub const CONFIG_FILE: &str = "config.resolved.toml";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const CHECKPOINTS: &str = "checkpoints";
-pub const MODEL_DIR: &str = "model";
+// The layout lives in distill-core (readers of runs need not depend on training).
+pub use distill_core::run_layout::{
+    CHECKPOINTS, CONFIG_FILE, METRICS_FILE, MODEL_DIR, RUN_FILE, Status, resolve_latest,
+};
 pub const RUN_SCHEMA_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Running,
-    Completed,
-    Failed,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Seeds {
@@ -336,41 +327,6 @@ pub fn create_run_dir(
 }
 
 pub use distill_core::time::utc_stamp;
-
-/// A path component `latest` that does not exist names the newest completed
-/// run (by start time) of the experiment directory before it:
-/// `experiments/banking77-bag/latest/bundles/burn-int8` works. Other paths
-/// are returned as given.
-pub fn resolve_latest(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        let next = out.join(c.as_os_str());
-        if c.as_os_str() == "latest" && !next.exists() {
-            let dir = if out.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                out.clone()
-            };
-            let mut best: Option<(String, PathBuf)> = None;
-            for entry in std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-            {
-                if let Ok(info) = RunInfo::load(&entry.path())
-                    && info.status == Status::Completed
-                    && best.as_ref().is_none_or(|(t, _)| info.started_at > *t)
-                {
-                    best = Some((info.started_at.clone(), out.join(entry.file_name())));
-                }
-            }
-            out = best.map(|b| b.1).unwrap_or(next);
-        } else {
-            out = next;
-        }
-    }
-    out
-}
 
 /// `git rev-parse HEAD` of the working directory, if it is a repository.
 pub fn git_commit() -> Option<String> {

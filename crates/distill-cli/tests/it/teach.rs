@@ -592,3 +592,351 @@ fn local_teacher_curation_join_and_distillation() {
             .expect("json");
     assert_eq!(info["counts"]["teacher"], info["counts"]["train"]);
 }
+
+// ---------------------------------------------------------------------------
+// Without llama-server: a tiny dataset and the testkit's test servers.
+
+/// A tiny classify dataset: a data config (JSONL source) in `dir` over these
+/// (text, label) rows. Returns the data config's path.
+fn tiny_dataset(dir: &Path, rows: &[(&str, &str)]) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut jsonl = String::new();
+    for (text, label) in rows {
+        jsonl.push_str(&serde_json::json!({"text": text, "label": label}).to_string());
+        jsonl.push('\n');
+    }
+    std::fs::write(dir.join("rows.jsonl"), jsonl).expect("write rows");
+    let config = dir.join("data.toml");
+    std::fs::write(
+        &config,
+        "name = \"tiny\"\ntask = \"classify\"\n[[sources]]\npath = \"rows.jsonl\"\nformat = \"jsonl\"\ntext = \"text\"\nlabel = \"label\"\n",
+    )
+    .expect("write data config");
+    config
+}
+
+/// Six spam/ham rows, all different.
+const SIX: [(&str, &str); 6] = [
+    ("win a free cruise now", "spam"),
+    ("are we still on for lunch", "ham"),
+    ("claim your prize today", "spam"),
+    ("see you at the station", "ham"),
+    ("cheap loans call now", "spam"),
+    ("thanks for the notes", "ham"),
+];
+
+/// A teach config over `data` against an OpenAI-compatible `base_url`.
+fn openai_config(dir: &Path, data: &Path, base_url: &str, extra: &str) -> String {
+    let path = dir.join("teach.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "dataset = \"{}\"\n[teacher]\nkind = \"openai\"\nbase-url = \"{base_url}\"\nmodel = \"instant\"\nmax-tokens = 2\nconcurrency = 2\ncache-dir = \"{}\"\nbackoff-initial-ms = 10\nbackoff-max-ms = 20\n{extra}",
+            s(data),
+            s(&dir.join("cache"))
+        ),
+    )
+    .expect("write teach config");
+    s(&path)
+}
+
+#[test]
+fn a_second_teach_into_a_locked_directory_fails_fast_and_leaves_the_log_alone() {
+    let server = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant server");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    let cfg = openai_config(tmp.path(), &data, &server.base_url(), "cache = false\n");
+    let out = tmp.path().join("t");
+    teach_ok(&cfg, &out, &["limit=3".into()]);
+    let requests = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(requests, 3);
+    let before = std::fs::read(out.join("logs.jsonl")).expect("read");
+
+    // Another process (here: this one) is writing the directory.
+    let lock = distill_core::lock::DirLock::acquire(&out, "distill teach").expect("lock");
+    let t0 = Instant::now();
+    let o = teach(&cfg, &out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(t0.elapsed() < Duration::from_secs(20), "fails fast");
+    let err = stderr(&o);
+    assert!(
+        err.contains("is being written by distill teach (pid")
+            && err.contains("wait for it to finish or use another directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("logs.jsonl")).expect("read"), before);
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        requests,
+        "no request sent"
+    );
+    // Free again once the holder is gone.
+    drop(lock);
+    let m = teach_ok(&cfg, &out, &[]);
+    assert_eq!(m["counts"]["records"], 6);
+}
+
+#[test]
+fn duplicate_texts_are_sent_once_and_a_complete_run_says_complete() {
+    let server = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant server");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        ("win a free cruise now", "spam"),
+        ("win a free cruise now", "spam"),
+        ("win a free cruise now", "spam"),
+        ("are we still on for lunch", "ham"),
+        ("are we still on for lunch", "ham"),
+        ("thanks for the notes", "ham"),
+    ];
+    let data = tiny_dataset(&tmp.path().join("data"), &rows);
+    let cfg = openai_config(tmp.path(), &data, &server.base_url(), "cache = false\n");
+    let out = tmp.path().join("t");
+    let o = teach(&cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("6 rows, 3 distinct texts"),
+        "{}",
+        stderr(&o)
+    );
+    let m = manifest(&out);
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one request per distinct text"
+    );
+    assert_eq!(m["rows"], 6);
+    assert_eq!(m["distinct_texts"], 3);
+    assert_eq!(m["counts"]["records"], 3);
+    assert_eq!(m["counts"]["requests"], 3, "every request sent is counted");
+    assert_eq!(m["status"], "completed");
+    assert_unique(&jsonl(&out.join("logs.jsonl")), 3);
+    // Nothing left to do on a rerun.
+    let o = teach(&cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming: 3 of 3 distinct texts"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
+fn teach_exits_1_with_a_summary_when_every_record_failed() {
+    let server = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant server");
+    let proxy = FaultProxy::start(
+        &format!("http://127.0.0.1:{}", server.port),
+        vec![Fault::ServerError],
+    )
+    .expect("proxy");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    let cfg = openai_config(
+        tmp.path(),
+        &data,
+        &proxy.base_url(),
+        "cache = false\nmax-retries = 1\n",
+    );
+    let out = tmp.path().join("t");
+    let o = teach(&cfg, &out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed records by error: http-500 6"), "{err}");
+    assert!(err.contains("every one of the 6 records"), "{err}");
+    assert!(err.contains("--retry-failed"), "{err}");
+    assert!(o.stdout.is_empty(), "no output directory on stdout");
+    let m = manifest(&out);
+    assert_eq!(m["counts"]["failed"], 6);
+    assert_eq!(m["counts"]["requests"], 12, "each tried twice");
+
+    // Once the server recovers, the failed records are redone: exit 0.
+    proxy.set_schedule(vec![Fault::Pass]);
+    let mut args = teach_args(&cfg, &out, &[]);
+    args.push("--retry-failed".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&refs);
+    assert_eq!(manifest(&out)["counts"]["ok"], 6);
+}
+
+#[test]
+fn an_infinite_timeout_is_a_config_error_not_a_panic() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    for (value, shown) in [("inf", "inf"), ("1e300", "1000000")] {
+        let cfg = openai_config(
+            tmp.path(),
+            &data,
+            "http://127.0.0.1:9/v1",
+            &format!("timeout-s = {value}\n"),
+        );
+        let out = tmp.path().join("t");
+        let o = teach(&cfg, &out, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{value}: {err}");
+        assert!(
+            err.contains(&format!("teacher.timeout-s = {shown}"))
+                && err.contains("finite number of seconds"),
+            "{value}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+}
+
+/// A server that echoes the request's `Authorization` header back: in error
+/// bodies (request 3n), in a completion's text and metadata (3n + 1); the
+/// rest answer normally.
+fn echo_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use distill_testkit::http::{After, bind_local, serve, write_response};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (listener, port) = bind_local().expect("bind");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let n = AtomicU64::new(0);
+    serve(listener, stop.clone(), move |req, out| {
+        let auth = req.header("authorization").unwrap_or("none").to_string();
+        let sent = if req.path.ends_with("/models") {
+            write_response(
+                out,
+                200,
+                "application/json",
+                &[],
+                br#"{"object":"list","data":[{"id":"instant"}]}"#,
+            )
+        } else {
+            match n.fetch_add(1, Ordering::SeqCst) % 3 {
+                0 => write_response(
+                    out,
+                    500,
+                    "application/json",
+                    &[],
+                    serde_json::json!({"error": {"message": format!("upstream rejected header Authorization: {auth}")}})
+                        .to_string()
+                        .as_bytes(),
+                ),
+                1 => {
+                    let key = auth.trim_start_matches("Bearer ");
+                    let body = serde_json::json!({
+                        "model": "instant",
+                        "system_fingerprint": auth,
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": format!("spam {key}")}}],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 2}
+                    });
+                    write_response(out, 200, "application/json", &[], body.to_string().as_bytes())
+                }
+                _ => write_response(
+                    out,
+                    200,
+                    "application/json",
+                    &[],
+                    &distill_testkit::instant::completion("ham", "spam"),
+                ),
+            }
+        };
+        if sent.is_ok() {
+            After::KeepAlive
+        } else {
+            After::Close
+        }
+    });
+    (port, stop)
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_api_key_is_never_stored_or_printed() {
+    const KEY: &str = "sk-distill-test-5f2b9c1e7a40";
+    const ENV: &str = "DISTILL_IT_TEACHER_KEY";
+    let (port, stop) = echo_server();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    let cfg = openai_config(
+        tmp.path(),
+        &data,
+        &format!("http://127.0.0.1:{port}/v1"),
+        &format!("api-key-env = \"{ENV}\"\nmax-retries = 0\nlogprobs = false\n"),
+    );
+    let out = tmp.path().join("t");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["teach".to_string(), cfg.clone(), "--out".into(), s(&out)];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        std::process::Command::new(env!("CARGO_BIN_EXE_distill"))
+            .args(&args)
+            .current_dir(repo())
+            .env(ENV, KEY)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run distill")
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logs = std::fs::read_to_string(out.join("logs.jsonl")).expect("logs");
+    assert!(
+        logs.contains("Authorization: Bearer [REDACTED]"),
+        "the echoed error body is kept, redacted: {logs}"
+    );
+    // A second run redoes the failed records: more error bodies, more prints.
+    let o2 = run(&["--retry-failed"]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let files: Vec<_> = files_under(&out)
+        .into_iter()
+        .chain(files_under(&tmp.path().join("cache")))
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p.starts_with(tmp.path().join("cache"))),
+        "the cache was written"
+    );
+    for (path, bytes) in &files {
+        assert!(!contains(bytes, KEY), "the key is in {}", path.display());
+    }
+    for o in [&o, &o2] {
+        assert!(!contains(&o.stdout, KEY) && !contains(&o.stderr, KEY));
+    }
+
+    // A key inside base-url is refused at load, without being repeated.
+    for url in [
+        format!("http://user:{KEY}@127.0.0.1:{port}/v1"),
+        format!("http://127.0.0.1:{port}/v1?api_key={KEY}"),
+    ] {
+        let bad = tmp.path().join("bad");
+        let o = teach(&cfg, &bad, &[format!("teacher.base-url=\"{url}\"")]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("hint: put the key in an environment variable"),
+            "{err}"
+        );
+        assert!(err.contains("teacher.api-key-env"), "{err}");
+        assert!(!err.contains(KEY) && !contains(&o.stdout, KEY), "{err}");
+        assert!(!bad.exists(), "nothing written");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    distill_testkit::http::wake(port);
+}

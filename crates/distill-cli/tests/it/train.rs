@@ -542,3 +542,103 @@ fn resume_falls_back_from_a_damaged_checkpoint_with_a_warning() {
     assert!(!dir.join("checkpoints/.tmp-step-000000999").exists());
     assert!(dir.join("notes.txt").exists());
 }
+
+/// Multi-label distillation keeps the teacher's independent per-label
+/// probabilities as BCE targets: a teacher 90% sure of two labels trains a
+/// student that predicts both (renormalised to sum to 1 they would be 0.45
+/// each, under the 0.5 cut-off). The student's probabilities are read back
+/// with `distill teach` (a local teacher writes them, exact, to a log).
+#[test]
+fn multilabel_distillation_keeps_independent_teacher_probabilities() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let words = [
+        "printer", "badge", "laptop", "screen", "wifi", "login", "mouse", "desk",
+    ];
+    let (mut rows, mut teacher) = (String::new(), String::new());
+    for i in 0..48 {
+        let text = format!(
+            "ticket {i}: the {} and the {} stopped working on floor {}",
+            words[i % 8],
+            words[(i / 8) % 8],
+            i % 5
+        );
+        let split = if i < 36 { "train" } else { "val" };
+        rows.push_str(
+            &serde_json::json!({"text": text, "labels": ["a", "b"], "split": split}).to_string(),
+        );
+        rows.push('\n');
+        if i == 0 {
+            // Every label appears in the label set.
+            rows.push_str(
+                &serde_json::json!({"text": "other", "labels": ["c", "d"], "split": "val"})
+                    .to_string(),
+            );
+            rows.push('\n');
+        }
+        let id = distill_core::hash::content_id(&text);
+        teacher.push_str(
+            &serde_json::json!({"id": id, "probs": {"a": 0.9, "b": 0.9, "c": 0.05, "d": 0.05}})
+                .to_string(),
+        );
+        teacher.push('\n');
+    }
+    std::fs::write(dir.join("rows.jsonl"), rows).expect("write");
+    std::fs::write(dir.join("teacher.jsonl"), teacher).expect("write");
+    std::fs::write(
+        dir.join("data.toml"),
+        "name = \"ml\"\ntask = \"multilabel\"\n[[sources]]\npath = \"rows.jsonl\"\nformat = \"jsonl\"\ntext = \"text\"\nlabels = \"labels\"\nsplit-field = \"split\"\n",
+    )
+    .expect("write");
+    // Teacher term only (alpha = 1): the student learns the teacher's targets.
+    std::fs::write(
+        dir.join("exp.toml"),
+        "name = \"ml-student\"\ndataset = \"data.toml\"\nteacher = \"teacher.jsonl\"\nseed = 1\n[model]\nkind = \"bag\"\ndim = 8\nbuckets = 4096\nword-ngrams = 1\nchar-ngrams = [3, 3]\n[train]\nepochs = 40\nbatch-size = 8\nlr = 0.05\nweight-decay = 0.0\npatience = 0\nselect = \"val-loss\"\n[distill]\nalpha = 1.0\n",
+    )
+    .expect("write");
+    let exp = dir.join("experiments");
+    let out = train(dir.join("exp.toml").to_str().expect("utf8"), &exp, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_dir(&out);
+    assert_eq!(run_json(&run)["counts"]["teacher"], 36);
+
+    std::fs::write(
+        dir.join("read.toml"),
+        format!(
+            "dataset = \"data.toml\"\nsplits = [\"train\"]\n[teacher]\nkind = \"local\"\nrun = \"{}\"\n",
+            run.display()
+        ),
+    )
+    .expect("write");
+    let logs = dir.join("student-probs");
+    ok(&[
+        "teach",
+        dir.join("read.toml").to_str().expect("utf8"),
+        "--out",
+        logs.to_str().expect("utf8"),
+    ]);
+    let records = super::jsonl(&logs.join("logs.jsonl"));
+    assert_eq!(records.len(), 36);
+    let mean = |label: &str| {
+        records
+            .iter()
+            .map(|r| r["probs"][label].as_f64().expect("p"))
+            .sum::<f64>()
+            / records.len() as f64
+    };
+    for label in ["a", "b"] {
+        assert!(
+            mean(label) > 0.7,
+            "p({label}) = {}: {records:?}",
+            mean(label)
+        );
+    }
+    for label in ["c", "d"] {
+        assert!(mean(label) < 0.3, "p({label}) = {}", mean(label));
+    }
+    let both_on = records
+        .iter()
+        .filter(|r| r["labels"] == serde_json::json!(["a", "b"]))
+        .count();
+    assert_eq!(both_on, 36, "the student predicts both labels");
+}
