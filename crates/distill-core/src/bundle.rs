@@ -111,7 +111,8 @@ pub struct BundleManifest {
     pub lineage: BundleLineage,
     pub created_by: String,
     pub created_at: String,
-    /// sha256 of this manifest serialised (compact JSON) with this field empty.
+    /// sha256 of this file's bytes with this field's value empty (see
+    /// [`BundleManifest::to_sealed_bytes`]).
     #[serde(default)]
     pub bundle_sha256: String,
 }
@@ -132,17 +133,44 @@ fn refuse(path: &Path, message: impl Into<String>) -> BundleError {
 }
 
 impl BundleManifest {
-    /// The sha256 of the manifest with `bundle_sha256` empty.
-    pub fn content_sha256(&self) -> String {
-        let mut copy = self.clone();
-        copy.bundle_sha256 = String::new();
-        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
-        crate::hash::sha256_hex(&bytes)
+    /// The bytes of `bundle.json`, sealed: `bundle_sha256` is the sha256 of
+    /// these very bytes with the field's value empty. Hashing bytes (not a
+    /// re-serialisation of parsed values) keeps the seal exact whatever
+    /// floats the manifest holds.
+    pub fn to_sealed_bytes(&mut self) -> Vec<u8> {
+        self.bundle_sha256 = String::new();
+        let blank = self.pretty_bytes();
+        self.bundle_sha256 = crate::hash::sha256_hex(&blank);
+        self.pretty_bytes()
     }
 
-    /// Seal the manifest: set `bundle_sha256`.
-    pub fn seal(&mut self) {
-        self.bundle_sha256 = self.content_sha256();
+    fn pretty_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Whether `bytes` (a `bundle.json` as read) carry a valid seal `claimed`.
+    pub fn seal_matches(bytes: &[u8], claimed: &str) -> bool {
+        if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let needle = format!("\"bundle_sha256\": \"{claimed}\"");
+        let needle = needle.as_bytes();
+        let hits: Vec<usize> = bytes
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        let [at] = hits[..] else {
+            return false;
+        };
+        let mut blank = Vec::with_capacity(bytes.len());
+        blank.extend_from_slice(&bytes[..at]);
+        blank.extend_from_slice(b"\"bundle_sha256\": \"\"");
+        blank.extend_from_slice(&bytes[at + needle.len()..]);
+        crate::hash::sha256_hex(&blank) == claimed
     }
 
     /// Files a bundle of this format and model kind must hold (besides
@@ -189,7 +217,7 @@ impl BundleManifest {
         }
         let manifest: BundleManifest = serde_json::from_value(raw)
             .map_err(|e| refuse(&path, format!("invalid bundle.json: {e}")))?;
-        if manifest.bundle_sha256 != manifest.content_sha256() {
+        if !Self::seal_matches(&bytes, &manifest.bundle_sha256) {
             return Err(refuse(
                 &path,
                 "bundle.json was modified after export (its content hash does not match bundle_sha256)",
@@ -330,28 +358,33 @@ mod tests {
     #[test]
     fn manifest_round_trips_and_its_seal_catches_any_edit() {
         let mut m = manifest();
-        m.seal();
-        let json = serde_json::to_string_pretty(&m).unwrap();
-        let back: BundleManifest = serde_json::from_str(&json).unwrap();
-        assert_eq!(
-            back.bundle_sha256,
-            back.content_sha256(),
-            "survives a round trip"
-        );
+        // A float that serde_json parses one ulp off without `float_roundtrip`:
+        // the seal hashes bytes, so it must not matter.
+        m.metrics.insert("ratio".into(), 1.0 / 11.0);
+        let bytes = m.to_sealed_bytes();
+        let back: BundleManifest = serde_json::from_slice(&bytes).unwrap();
+        assert!(BundleManifest::seal_matches(&bytes, &back.bundle_sha256));
         // The escalation pair is pinned on the wire.
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             v["escalation"],
             serde_json::json!({"threshold": 0.8, "temperature": 1.5, "target_accuracy": 0.95,
                 "delta": 0.05, "method": "m", "suite": "s", "val_coverage": 0.7,
                 "test_coverage": 0.69, "test_accuracy_on_handled": 0.96})
         );
-        let mut edited = back.clone();
-        edited.files.remove(WEIGHTS_FILE);
-        assert_ne!(edited.content_sha256(), back.bundle_sha256);
-        let mut edited = back;
-        edited.escalation.as_mut().unwrap().threshold = 0.5;
-        assert_ne!(edited.content_sha256(), edited.bundle_sha256);
+        // Any edit breaks the seal: a removed entry, a changed number, reformatting.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for edited in [
+            text.replace("\"weights.bpk\"", "\"weights.bpx\""),
+            text.replace("0.8", "0.5"),
+            serde_json::to_string(&v).unwrap(),
+        ] {
+            assert!(!BundleManifest::seal_matches(
+                edited.as_bytes(),
+                &back.bundle_sha256
+            ));
+        }
+        assert!(!BundleManifest::seal_matches(&bytes, "not-a-hash"));
     }
 
     #[test]

@@ -321,6 +321,24 @@ pub fn curate(
                 message,
             })?;
     }
+    // The teacher step may drop rows; placed before `split`, rows it drops
+    // would have become val/test rows, and evaluation would be inflated.
+    let first_teacher = config
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Teacher { .. }));
+    let last_split = config
+        .steps
+        .iter()
+        .rposition(|s| matches!(s, Step::Split { .. }));
+    if let (Some(t), Some(sp)) = (first_teacher, last_split)
+        && t < sp
+    {
+        return Err(crate::DataError::Config {
+            context: "curate step `teacher`".into(),
+            message: "it comes before `split`: put it after `split`, so that validation and test rows are never filtered by the teacher".into(),
+        });
+    }
     let mut teacher_logs = Vec::new();
     for step in &config.steps {
         if let Step::Teacher { logs, .. } = step {
@@ -807,6 +825,31 @@ fn run_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn teacher_before_split_is_refused() {
+        let text =
+            "[[steps]]\ntype = \"teacher\"\nlogs = \"nowhere\"\n[[steps]]\ntype = \"split\"\n";
+        let config = CurateConfig {
+            seed: 1,
+            steps: toml::from_str::<CurateConfig>(text).unwrap().steps,
+            base: std::path::PathBuf::from("."),
+        };
+        let rows = vec![Example {
+            id: content_id("a"),
+            text: "a".into(),
+            label: Some("x".into()),
+            labels: None,
+            spans: None,
+            split: None,
+            source: "t".into(),
+            line: 1,
+            source_id: None,
+        }];
+        let ds = Dataset::new("t".into(), Task::Classify, rows, Vec::new());
+        let err = curate(ds, &config, |_| {}).err().expect("refused");
+        assert!(err.to_string().contains("put it after `split`"), "{err}");
+    }
 
     #[test]
     fn step_wire_format_is_pinned() {

@@ -63,6 +63,21 @@ fn run_config(run: &Path) -> Result<ExperimentConfig> {
             distill_train::run::CONFIG_FILE
         )));
     }
+    if is_bundle(run) {
+        // A bundle's config is data from elsewhere: it may not pull in other
+        // files (`extends` could name anything on this machine).
+        let bytes = distill_core::fsutil::read_bounded(&path, 1 << 20)?;
+        let table: toml::Table = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| toml::from_str(t).ok())
+            .ok_or_else(|| Error::Input(format!("{}: not valid TOML", path.display())))?;
+        if table.contains_key("extends") {
+            return Err(Error::Input(format!(
+                "{}: a bundle's config may not use `extends`",
+                path.display()
+            )));
+        }
+    }
     Ok(ConfigSource::load(&path)?.deserialize()?)
 }
 
@@ -127,10 +142,12 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub fn evaluate(req: &EvalRequest) -> Result<SuiteReport> {
     let started = Instant::now();
     req.suite.validate()?;
-    let run_cfg = run_config(&req.run)?;
     let mdir = model_dir(&req.run)?;
+    // Reports go into the run (or bundle): hold its lock while writing.
+    let _lock = distill_core::lock::DirLock::acquire(&req.run, "distill eval")?;
     // A bundle loads through its one predictor (verified, its preprocessing
-    // and featurizer); a run through its model directory.
+    // and featurizer) before anything else in it is read; a run through its
+    // model directory.
     let (bundle_predictor, run_predictor);
     let predictor: &Predictor = if is_bundle(&req.run) {
         bundle_predictor = distill_export::BundlePredictor::load(&req.run, req.device)
@@ -140,6 +157,7 @@ pub fn evaluate(req: &EvalRequest) -> Result<SuiteReport> {
         run_predictor = Predictor::load(&mdir, req.device)?;
         &run_predictor
     };
+    let run_cfg = run_config(&req.run)?;
     let weights_bytes = std::fs::metadata(mdir.join("weights.bpk"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -235,7 +253,7 @@ fn evaluate_case(
     let task = predictor.meta.task;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let t0 = Instant::now();
-    let probs = predictor.predict_proba(&texts, 256);
+    let probs = predictor.predict_proba_from(&texts, &data.info.preprocess, 256);
     let batch_s = t0.elapsed().as_secs_f64();
     let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
     metrics.insert("n".into(), rows.len() as f64);
@@ -315,7 +333,7 @@ fn evaluate_case(
                 .filter(|r| matches!(r.gold, Gold::Class(_)))
                 .collect();
             let val_texts: Vec<&str> = val_rows.iter().map(|r| r.text.as_str()).collect();
-            let val_probs = predictor.predict_proba(&val_texts, 256);
+            let val_probs = predictor.predict_proba_from(&val_texts, &data.info.preprocess, 256);
             let val_gold: Vec<usize> = val_rows.iter().map(|r| gold_class(r)).collect();
             let calibration: Option<Calibration> = if case.calibrate && !val_rows.is_empty() {
                 let c = calibrate::fit(&val_probs, &val_gold, &data.val_source);

@@ -130,6 +130,8 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
             model_dir.join(META_FILE).display()
         )));
     }
+    // Nothing of the run is read before its lock is held.
+    let _lock = DirLock::acquire(run, "distill export")?;
     let info = distill_train::run::RunInfo::load(run)?;
     let predictor = Predictor::load(&model_dir, DeviceKind::Cpu)?;
     let qname = match req.quantize {
@@ -145,8 +147,25 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         .out
         .clone()
         .unwrap_or_else(|| run.join("bundles").join(format!("{fname}-{qname}")));
-    let _lock = DirLock::acquire(run, "distill export")?;
-    let target = OutDir::check(&out, run)?;
+    let abs = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
+    let name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(parent) = abs.parent() {
+        remove_stale_temps(parent, &name, &abs);
+    }
+    let mut target = OutDir::check(&out, run)?;
+    // An existing bundle is locked too (`distill eval BUNDLE` writes into
+    // it), then checked again under the lock.
+    let _out_lock = match &target {
+        OutDir::Bundle(p) => {
+            let lock = DirLock::acquire(p, "distill export")?;
+            target = OutDir::check(&out, run)?;
+            Some(lock)
+        }
+        _ => None,
+    };
     let out = target.path().to_path_buf();
     let parent = out
         .parent()
@@ -156,11 +175,6 @@ pub fn export(req: &ExportRequest) -> Result<(PathBuf, BundleManifest)> {
         path: parent.clone(),
         message: e.to_string(),
     })?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    remove_stale_temps(&parent, &name);
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::Bundle {
@@ -212,6 +226,10 @@ fn build(
     };
     let mut bundle_meta: ModelMeta = (*meta).clone();
     bundle_meta.weights = dtype;
+    // The tokenizer ships in the bundle: no path of this machine in model.json.
+    if let ModelSpec::Encoder(e) = &mut bundle_meta.spec {
+        e.tokenizer.path = None;
+    }
     write_json_atomic(&tmp.join(META_FILE), &bundle_meta)?;
 
     let labels = meta.labels.len();
@@ -255,7 +273,7 @@ fn build(
         };
         let rows: Vec<&distill_train::data::Row> = rows.iter().take(req.verify_rows).collect();
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-        let ids = predictor.encode_texts(&texts);
+        let ids = predictor.encode_texts_from(&texts, &data.info.preprocess);
         let logits = predictor.logits(&ids, 64);
         for (((t, i), l), r) in texts.iter().zip(&ids).zip(logits).zip(&rows) {
             let gold = match &r.gold {
@@ -313,8 +331,8 @@ fn build(
         created_at: distill_core::time::utc_stamp(std::time::SystemTime::now()),
         bundle_sha256: String::new(),
     };
-    manifest.seal();
-    write_json_atomic(&tmp.join(BUNDLE_FILE), &manifest)?;
+    let sealed = manifest.to_sealed_bytes();
+    write_atomic(&tmp.join(BUNDLE_FILE), |w| w.write_all(&sealed))?;
     let _ = model_dir;
     Ok(manifest)
 }
@@ -475,23 +493,37 @@ impl OutDir {
     }
 }
 
-/// Remove `.NAME.tmp-PID` / `.NAME.old-PID` directories left by an export
-/// that was killed (only ours: that exact pattern, and only when PID is no
-/// longer running).
-fn remove_stale_temps(parent: &Path, name: &str) {
+/// Clean up after an export that was killed (only ours: that exact name
+/// pattern, and only when PID is no longer running): `.NAME.tmp-PID` (a
+/// half-built bundle) is removed; `.NAME.old-PID` (the previous bundle, set
+/// aside just before the swap) is put back when `out` is absent, since it is
+/// then the only copy, and removed otherwise.
+fn remove_stale_temps(parent: &Path, name: &str, out: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
+    if !Path::new("/proc/self").exists() {
+        return; // cannot tell a live process from a dead one here
+    }
     for entry in entries.filter_map(|e| e.ok()) {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+        let parse = |kind: &str| {
             file.strip_prefix(&format!(".{name}{kind}"))
                 .and_then(|p| p.parse::<u32>().ok())
-        });
-        let Some(pid) = pid else { continue };
+        };
+        let (pid, old) = match (parse(".tmp-"), parse(".old-")) {
+            (Some(p), _) => (p, false),
+            (_, Some(p)) => (p, true),
+            _ => continue,
+        };
         let alive = Path::new("/proc").join(pid.to_string()).exists();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if !alive && is_dir && Path::new("/proc/self").exists() {
+        if alive || !is_dir {
+            continue;
+        }
+        if old && std::fs::symlink_metadata(out).is_err() {
+            let _ = std::fs::rename(entry.path(), out);
+        } else {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -73,6 +73,38 @@ impl BundlePredictor {
                 dir.display()
             )));
         }
+        // The file set was chosen by the manifest's model kind: model.json
+        // must agree before anything else is read (an encoder spec behind a
+        // "bag" manifest would read an unverified tokenizer).
+        let meta_path = dir.join(distill_core::bundle::META_FILE);
+        let meta: distill_model::artifact::ModelMeta =
+            distill_core::fsutil::read_json_bounded(&meta_path, 16 << 20).map_err(|e| {
+                Error::Bundle {
+                    path: meta_path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        if meta.spec.kind() != manifest.model_kind {
+            return Err(Error::Bundle {
+                path: meta_path,
+                message: format!(
+                    "model.json's spec is `{}`, bundle.json says `{}`",
+                    meta.spec.kind(),
+                    manifest.model_kind
+                ),
+            });
+        }
+        if let Some(e) = &manifest.escalation
+            && !(e.temperature.is_finite() && e.temperature > 0.0 && e.threshold.is_finite())
+        {
+            return Err(Error::Bundle {
+                path: dir.join(distill_core::bundle::BUNDLE_FILE),
+                message: format!(
+                    "escalation threshold {} with temperature {}: both must be finite, the temperature positive",
+                    e.threshold, e.temperature
+                ),
+            });
+        }
         let predictor = Predictor::load(dir, device)?;
         if predictor.meta.labels != manifest.labels
             || predictor.meta.preprocess != manifest.preprocess
@@ -82,7 +114,8 @@ impl BundlePredictor {
                 message: "model.json disagrees with bundle.json (labels or preprocessing)".into(),
             });
         }
-        // The shipped threshold with its own temperature; else the fitted one.
+        // The shipped threshold with the temperature it was certified under
+        // (checked above); without one, the fitted calibration.
         let temperature = manifest
             .escalation
             .as_ref()

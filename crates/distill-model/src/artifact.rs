@@ -276,6 +276,46 @@ impl Predictor {
         meta.validate(&meta_path)?;
         let device = device.device()?;
         let featurizer = featurizer_for(&meta.spec, dir)?;
+        if let Featurizer::Subword(sw) = &featurizer
+            && sw.vocab_size() > meta.vocab_size
+        {
+            return Err(Error::Artifact {
+                path: dir.join(TOKENIZER_FILE),
+                message: format!(
+                    "the tokenizer has {} tokens, more than the model's {} embedding rows",
+                    sw.vocab_size(),
+                    meta.vocab_size
+                ),
+            });
+        }
+        // A weights file far smaller than the spec needs is refused before
+        // the module is allocated (a hostile spec cannot make us allocate
+        // gigabytes to then fail reading a tiny file).
+        let weights = dir.join(WEIGHTS_FILE);
+        let on_disk =
+            std::fs::metadata(&weights)
+                .map(|m| m.len())
+                .map_err(|e| Error::Artifact {
+                    path: weights.clone(),
+                    message: e.to_string(),
+                })?;
+        let per_param: u64 = match meta.weights {
+            WeightsDtype::F32 => 4,
+            WeightsDtype::F16 => 2,
+            WeightsDtype::Int8 => 1,
+        };
+        let needed = (meta.spec.param_count(meta.vocab_size, meta.labels.len()) as u64)
+            .saturating_mul(per_param)
+            .saturating_mul(9)
+            / 10;
+        if on_disk < needed {
+            return Err(Error::Artifact {
+                path: weights,
+                message: format!(
+                    "{on_disk} bytes, but the spec in {META_FILE} needs at least {needed}: the weights do not belong to this model"
+                ),
+            });
+        }
         let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
         let model = load_weights_as(fresh, &dir.join(WEIGHTS_FILE), meta.weights)?;
         Ok(Predictor {
@@ -316,6 +356,29 @@ impl Predictor {
             .par_iter()
             .map(|t| self.featurizer.encode(&self.meta.preprocess.apply(t)))
             .collect()
+    }
+
+    /// Featurize texts that already went through `applied` (a dataset's
+    /// recorded preprocessing): when that is the model's own preprocessing
+    /// the texts are featurized as they are (preprocessing is not idempotent
+    /// in every step order, so it is never applied twice); otherwise the
+    /// model's preprocessing is applied.
+    pub fn encode_texts_from(&self, texts: &[&str], applied: &Preprocess) -> Vec<Vec<u32>> {
+        if *applied == self.meta.preprocess {
+            self.featurizer.encode_all(texts)
+        } else {
+            self.encode_texts(texts)
+        }
+    }
+
+    /// [`Predictor::predict_proba`] for texts that already went through `applied`.
+    pub fn predict_proba_from(
+        &self,
+        texts: &[&str],
+        applied: &Preprocess,
+        batch_size: usize,
+    ) -> Vec<Vec<f32>> {
+        self.predict_seqs(&self.encode_texts_from(texts, applied), batch_size)
     }
 
     /// Probabilities per raw text over `meta.labels` (softmax, or sigmoid for

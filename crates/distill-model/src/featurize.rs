@@ -286,10 +286,13 @@ impl SubwordFeaturizer {
 
     /// Load a `tokenizer.json` (it must contain `[CLS]` and `[PAD]`).
     pub fn load(path: &Path, max_len: usize) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Artifact {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        // A regular file of bounded size: a symlink to /dev/zero or a FIFO
+        // in a model directory is refused, not read without end.
+        let bytes =
+            distill_core::fsutil::read_bounded(path, 256 << 20).map_err(|e| Error::Artifact {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Self::from_json(&bytes, max_len).map_err(|e| Error::Artifact {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -115,6 +115,7 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
             spec,
             task,
             &labels,
+            &dataset.manifest.preprocess,
         )?)),
         TeacherSpec::Import(spec) => Plan::Import(Box::new(crate::import::Importer::new(
             spec, &req.base, task, &labels,

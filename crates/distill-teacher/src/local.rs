@@ -13,6 +13,8 @@ use std::time::Instant;
 
 pub struct LocalTeacher {
     predictor: Predictor,
+    /// The preprocessing the dataset's rows already went through.
+    applied: distill_core::text::Preprocess,
     /// Column of each dataset label in the model's output.
     columns: Vec<usize>,
     labels: Vec<String>,
@@ -37,7 +39,15 @@ fn model_dir(path: &Path) -> Result<PathBuf> {
 }
 
 impl LocalTeacher {
-    pub fn load(path: &Path, spec: &LocalSpec, task: Task, labels: &[String]) -> Result<Self> {
+    /// `applied`: the preprocessing the dataset's rows already went through
+    /// (the model's own is not applied twice).
+    pub fn load(
+        path: &Path,
+        spec: &LocalSpec,
+        task: Task,
+        labels: &[String],
+        applied: &distill_core::text::Preprocess,
+    ) -> Result<Self> {
         let dir = model_dir(path)?;
         let resolved = distill_core::run_layout::resolve_latest(path);
         let path = resolved.as_path();
@@ -81,6 +91,7 @@ impl LocalTeacher {
         });
         Ok(LocalTeacher {
             predictor,
+            applied: applied.clone(),
             columns,
             labels: labels.to_vec(),
             task,
@@ -104,7 +115,9 @@ impl LocalTeacher {
         for chunk in todo.chunks(self.batch_size * 4) {
             let t0 = Instant::now();
             let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-            let probs = self.predictor.predict_proba(&texts, self.batch_size);
+            let probs = self
+                .predictor
+                .predict_proba_from(&texts, &self.applied, self.batch_size);
             let per_row_ms = t0.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
             for (ex, p) in chunk.iter().zip(probs) {
                 let mut rec = TeacherRecord::new(ex.id.clone(), teacher.clone());

@@ -283,8 +283,7 @@ fn reseal(
         );
     }
     edit(&mut m);
-    m.seal();
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("json")).expect("write");
+    std::fs::write(&path, m.to_sealed_bytes()).expect("write");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -394,13 +393,26 @@ fn hostile_bundles_are_refused_with_exit_2() {
         reseal(&b, &["model.json"], |_| {});
         refused(&b, expect);
     }
-    // An encoder spec with a million layers or heads that do not divide d-model.
-    let b = case("encoder-spec");
+    // model.json of another kind than bundle.json says (an encoder behind a
+    // "bag" manifest would read a tokenizer the manifest never listed).
+    let b = case("kind-mismatch");
     let mp = b.join("model.json");
     let mut meta: Value = serde_json::from_slice(&std::fs::read(&mp).expect("read")).expect("json");
-    meta["spec"] = json!({"kind": "encoder", "layers": 1_000_000, "d-model": 64, "heads": 4, "ff": 128, "max-len": 32});
+    meta["spec"] = json!({"kind": "encoder", "layers": 1, "d-model": 64, "heads": 4, "ff": 128, "max-len": 32});
     std::fs::write(&mp, serde_json::to_vec(&meta).expect("json")).expect("write");
+    std::os::unix::fs::symlink("/dev/zero", b.join("tokenizer.json")).expect("symlink");
     reseal(&b, &["model.json"], |_| {});
+    refused(&b, "bundle.json says `bag`");
+    // An encoder spec with a million layers, or heads that do not divide
+    // d-model (declared as an encoder bundle, with a tokenizer file listed).
+    let b = case("encoder-spec");
+    std::fs::copy(b.join("labels.json"), b.join("tokenizer.json")).expect("copy");
+    meta["spec"]["layers"] = json!(1_000_000);
+    let mp = b.join("model.json");
+    std::fs::write(&mp, serde_json::to_vec(&meta).expect("json")).expect("write");
+    reseal(&b, &["model.json", "tokenizer.json"], |m| {
+        m.model_kind = "encoder".into()
+    });
     refused(&b, "invalid model spec");
     let mut meta2 = meta.clone();
     meta2["spec"]["layers"] = json!(1);
@@ -408,6 +420,39 @@ fn hostile_bundles_are_refused_with_exit_2() {
     std::fs::write(&mp, serde_json::to_vec(&meta2).expect("json")).expect("write");
     reseal(&b, &["model.json"], |_| {});
     refused(&b, "multiple of heads");
+    // A large valid spec over a tiny weights file is refused before allocating.
+    let b = case("weights-too-small");
+    let mp = b.join("model.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&mp).expect("read")).expect("json");
+    meta["spec"]["dim"] = json!(1024);
+    meta["spec"]["buckets"] = json!(1 << 20);
+    meta["vocab_size"] = json!(1 << 20);
+    std::fs::write(&mp, serde_json::to_vec(&meta).expect("json")).expect("write");
+    reseal(&b, &["model.json"], |_| {});
+    refused(&b, "the weights do not belong to this model");
+    // A bundle's config may not pull in other files.
+    let b = case("extends");
+    let cp = b.join("config.toml");
+    let text = std::fs::read_to_string(&cp).expect("read");
+    std::fs::write(&cp, format!("extends = [\"/etc/passwd\"]\n{text}")).expect("write");
+    reseal(&b, &["config.toml"], |_| {});
+    let o = distill(&["eval", &s(&b), "--suite", "configs/suites/sms_spam.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("may not use `extends`"),
+        "{}",
+        stderr(&o)
+    );
+    // A run being written (locked) is not evaluated concurrently.
+    let lock = distill_core::lock::DirLock::acquire(&run, "the test").expect("lock");
+    let o = distill(&["eval", &s(&run), "--suite", "configs/suites/sms_spam.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is being written by the test"),
+        "{}",
+        stderr(&o)
+    );
+    drop(lock);
     // An oversized manifest is not read at all.
     let b = case("huge-manifest");
     let f = std::fs::File::options()
@@ -497,6 +542,22 @@ fn export_out_never_deletes_what_it_did_not_create() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("did not create"), "{}", stderr(&o));
     assert!(fresh.join("mine.txt").is_file());
+    // An export killed between its two renames left the previous bundle as
+    // `.NAME.old-PID` and no NAME: the next export puts it back (here it
+    // then refuses to replace it, since someone's file is in it).
+    std::fs::remove_file(fresh.join("mine.txt")).expect("rm");
+    ok(&["export", &s(&run), "--format", "burn", "--out", &s(&fresh)]);
+    std::fs::write(fresh.join("mine.txt"), "x").expect("write");
+    let aside = tmp.path().join(".fresh.old-999999999");
+    std::fs::rename(&fresh, &aside).expect("aside");
+    let o = export_to(&fresh);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        fresh.join("mine.txt").is_file(),
+        "the previous bundle was put back"
+    );
+    assert!(!aside.exists());
+    std::fs::remove_file(fresh.join("mine.txt")).expect("rm");
     // No temporary directories are left beside the outputs.
     let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
         .expect("list")
@@ -612,4 +673,19 @@ fn preprocessing_travels_with_the_model() {
         rows.len()
     );
     assert!(with >= without, "{with} vs {without}");
+    // Eval on curated rows featurizes them as training did (the model's
+    // preprocessing is not applied a second time): its test accuracy is the
+    // run's own, to the last digit.
+    // (Gates may pass or fail: exit 0 or 1; only the report matters here.)
+    let o = distill(&["eval", &s(&run), "--suite", "configs/suites/sms_spam.toml"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let out = last_line_path(&o);
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("r")).expect("json");
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).expect("run")).expect("json");
+    assert_eq!(
+        r["cases"][0]["metrics"]["accuracy"].as_f64(),
+        info["metrics"]["test_accuracy"].as_f64()
+    );
 }
