@@ -10,6 +10,7 @@ mod demo;
 mod eval;
 mod export;
 mod out;
+mod serve;
 mod teach;
 mod train;
 
@@ -53,6 +54,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Run a burn bundle on texts (arguments or stdin), JSONL out: label, confidence, top-k, escalate.
     Predict(export::PredictArgs),
+    /// Serve the tiered cascade over HTTP: local bundles first, an OpenAI-compatible upstream last; escalations logged as teacher data.
+    Serve(serve::ServeArgs),
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare::run_compare(args),
         Command::Export(args) => export::run_export(args),
         Command::Predict(args) => export::run_predict(args),
+        Command::Serve(args) => serve::run(args),
         Command::Sweep(args) => compare::run_sweep(args),
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),

@@ -256,14 +256,31 @@ fn set_path(table: &mut Table, dotted: &str, value: Value) -> std::result::Resul
     let mut parts: Vec<&str> = dotted.split('.').collect();
     let last = parts.pop().ok_or("empty key")?;
     let mut current = table;
-    for part in parts {
+    let mut i = 0;
+    while i < parts.len() {
+        let part = parts[i];
         let entry = current
             .entry(part.to_string())
             .or_insert_with(|| Value::Table(Table::new()));
+        // `tiers.0.threshold`: a number after an array of tables picks an element.
+        let entry = match entry {
+            Value::Array(items) => {
+                let Some(index) = parts.get(i + 1).and_then(|p| p.parse::<usize>().ok()) else {
+                    return Err(format!("`{part}` is an array: name an element (`{part}.0.key`)"));
+                };
+                let len = items.len();
+                i += 1;
+                items
+                    .get_mut(index)
+                    .ok_or_else(|| format!("`{part}` has {len} elements, no element {index}"))?
+            }
+            other => other,
+        };
         current = match entry {
             Value::Table(t) => t,
             other => return Err(format!("`{part}` is a {}, not a table", other.type_str())),
         };
+        i += 1;
     }
     current.insert(last.to_string(), value);
     Ok(())
@@ -403,6 +420,15 @@ mod tests {
         assert!(text.contains("c.toml"), "{text}");
         assert!(text.contains("batch-sise"), "{text}");
         assert!(text.contains("did you mean `batch-size`"), "{text}");
+    }
+
+    #[test]
+    fn overrides_reach_into_arrays_of_tables() {
+        let mut table: Table = toml::from_str("[[tiers]]\nbundle = \"a\"\n[[tiers]]\nbundle = \"b\"\n").unwrap();
+        set_path(&mut table, "tiers.1.threshold", Value::Float(0.9)).unwrap();
+        assert_eq!(table["tiers"][1]["threshold"].as_float(), Some(0.9));
+        assert!(set_path(&mut table, "tiers.5.threshold", Value::Float(0.9)).is_err());
+        assert!(set_path(&mut table, "tiers.threshold", Value::Float(0.9)).is_err());
     }
 
     #[test]

@@ -315,11 +315,11 @@ impl Plan {
 
 /// Shared counters for the progress line and the run stats.
 #[derive(Default)]
-struct Gauges {
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    busy_ns: AtomicU64,
-    requests: AtomicU64,
+pub struct Gauges {
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    pub busy_ns: AtomicU64,
+    pub requests: AtomicU64,
 }
 
 fn run_openai(
@@ -417,8 +417,11 @@ fn run_openai(
     Ok(stats)
 }
 
+/// Ask the teacher about one row: the cache, then the endpoint with retries
+/// (backoff, `Retry-After`), the answer interpreted into a record exactly as
+/// `distill teach` records it. `distill serve` calls it for escalations.
 #[allow(clippy::too_many_arguments)]
-fn label_one(
+pub fn label_one(
     spec: &OpenAiSpec,
     client: &Client,
     interp: &Interpreter,

@@ -161,6 +161,11 @@ impl Client {
         }
     }
 
+    /// The chat-completions URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The redactor for this client's key.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

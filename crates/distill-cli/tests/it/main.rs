@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod eval;
 mod export;
+mod serve;
 mod snapshots;
 mod teach;
 mod train;

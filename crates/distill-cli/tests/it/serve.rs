@@ -1,0 +1,253 @@
+//! `distill serve`: the real server on 127.0.0.1 with a real bundle, the
+//! instant OpenAI-compatible upstream from distill-testkit, and the fault
+//! proxy in front of it.
+
+use super::{last_line_path, ok, repo};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf8").to_string()
+}
+
+/// A served `distill serve`; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &Path, sets: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill"));
+    cmd.args(["serve", &s(config), "--port", "0"]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let mut child = cmd
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn distill serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read address");
+    if line.trim().is_empty() {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
+        panic!("distill serve did not start: {err}");
+    }
+    Server {
+        child,
+        base: line.trim().to_string(),
+    }
+}
+
+fn post(base: &str, path: &str, body: &[u8]) -> (u16, Value, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&format!("{base}{path}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("request");
+    let tier = r
+        .headers()
+        .get("x-distill-tier")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v, tier)
+}
+
+fn get(base: &str, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(&format!("{base}{path}")).call().expect("request");
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// An sms_spam bag bundle (trained behind the default curation: PII placeholders).
+fn bundle(tmp: &Path) -> PathBuf {
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(&tmp.join("exp")),
+    ]));
+    last_line_path(&ok(&["export", &s(&run), "--format", "burn"]))
+}
+
+fn config(tmp: &Path, bundle: &Path, upstream_port: u16, log: &Path) -> PathBuf {
+    let path = tmp.join("serve.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[tiers]]\nbundle = \"{}\"\nthreshold = 0.97\n\n[upstream]\nbase-url = \"http://127.0.0.1:{upstream_port}/v1\"\nmodel = \"instant\"\nmax-tokens = 2\nmax-retries = 2\nbackoff-initial-ms = 5\nbackoff-max-ms = 10\ncache = false\n\n[log]\ndir = \"{}\"\n",
+            s(bundle),
+            s(log)
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+#[test]
+fn the_cascade_answers_locally_escalates_the_rest_and_logs_teacher_data() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = bundle(tmp.path());
+    let upstream = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant upstream");
+    let log = tmp.path().join("escalations");
+    let cfg = config(tmp.path(), &bundle, upstream.port, &log);
+    let server = serve(&cfg, &[]);
+    let base = &server.base;
+
+    assert_eq!(get(base, "/health"), (200, "ok\n".to_string()));
+    let (code, ready) = get(base, "/ready");
+    assert_eq!(code, 200, "{ready}");
+
+    // A clear ham text stays local; the answer says which tier and model.
+    let (code, v, tier) = post(base, "/v1/classify", br#"{"text": "see you at dinner tonight, love you"}"#);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["tier"], "local-0", "{v}");
+    assert_eq!(tier.as_deref(), Some("local-0"));
+    assert_eq!(v["escalated"], false);
+    assert_eq!(v["label"], "ham");
+    assert!(v["confidence"].as_f64().expect("confidence") >= 0.97);
+    assert_eq!(v["bundle_sha256"].as_str().map(str::len), Some(64));
+
+    // With the threshold above every confidence, everything escalates to the
+    // upstream, whose answer (and soft label) comes back and is logged.
+    drop(server);
+    let server = serve(&cfg, &["tiers.0.threshold=1.0"]);
+    let base = &server.base;
+    let phone = "WINNER!! call 07700 900123 now to claim your prize";
+    let (code, v, tier) = post(base, "/v1/classify", json!({"text": phone}).to_string().as_bytes());
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["tier"], "upstream", "{v}");
+    assert_eq!(tier.as_deref(), Some("upstream"));
+    assert_eq!(v["escalated"], true);
+    assert_eq!(v["reason"], "low-confidence");
+    assert_eq!(v["label"], "spam");
+    assert!((v["confidence"].as_f64().expect("conf") - 0.9).abs() < 0.01, "{v}");
+    // The decision endpoint says where a text would go, without answering.
+    let requests_before = upstream.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let (code, d, _) = post(base, "/v1/decision", br#"{"texts": ["hello", "free prize"]}"#);
+    assert_eq!(code, 200);
+    assert_eq!(d["results"][0]["tier"], "upstream");
+    assert_eq!(
+        upstream.requests.load(std::sync::atomic::Ordering::Relaxed),
+        requests_before,
+        "decision never calls the upstream"
+    );
+    // OpenAI-compatible chat, plain and streamed.
+    let chat = json!({"model": "any", "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "is this spam? free entry"}]});
+    let (code, c, tier) = post(base, "/v1/chat/completions", chat.to_string().as_bytes());
+    assert_eq!(code, 200, "{c}");
+    assert_eq!(tier.as_deref(), Some("upstream"));
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["choices"][0]["message"]["content"], "spam");
+    assert_eq!(c["distill"]["tier"], "upstream");
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let (code, body, _) = post(base, "/v1/chat/completions", streamed.to_string().as_bytes());
+    assert_eq!(code, 200);
+    let body = body.as_str().expect("event stream").to_string();
+    assert!(body.starts_with("data: {"), "{body}");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(body.contains("\"content\":\"spam\""), "{body}");
+
+    // Bad input: clear 4xx, never a crash.
+    assert_eq!(post(base, "/v1/classify", b"{not json").0, 400);
+    assert_eq!(post(base, "/v1/classify", br#"{"txt": "x"}"#).0, 400);
+    assert_eq!(post(base, "/v1/classify", b"\xff\xfe").0, 400);
+    let huge = json!({"text": "a".repeat(10 << 20)}).to_string();
+    assert_eq!(post(base, "/v1/classify", huge.as_bytes()).0, 413);
+    assert_eq!(post(base, "/v1/chat/completions", br#"{"messages": []}"#).0, 400);
+    assert_eq!(get(base, "/health").0, 200, "still serving");
+
+    // Metrics: answers by tier, escalations by reason, upstream attempts.
+    let (code, m) = get(base, "/metrics");
+    assert_eq!(code, 200);
+    assert!(m.contains("distill_serve_requests_total{tier=\"upstream\",outcome=\"ok\"} 3"), "{m}");
+    assert!(m.contains("distill_serve_escalations_total{reason=\"low-confidence\"} 3"), "{m}");
+    assert!(m.contains("distill_serve_local_inference_seconds_bucket{le=\"0.0001\"}"), "{m}");
+
+    // SIGTERM: drains, flushes, exits 0.
+    let pid = server.child.id();
+    let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(st.success());
+    let mut server = server;
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+
+    // The escalation log is a teacher log: the one reader reads it, the
+    // record ids are the redacted texts' ids, and the texts carry no PII.
+    let contents =
+        distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("teacher log");
+    assert_eq!(contents.records.len(), 2, "two distinct escalated texts");
+    assert_eq!(contents.lines.len(), 2, "a text escalated twice is logged once");
+    assert!(contents.partial.is_none());
+    let texts = std::fs::read_to_string(log.join("texts.jsonl")).expect("texts");
+    assert!(!texts.contains("07700"), "PII left the device: {texts}");
+    assert!(texts.contains("<PHONE>"), "{texts}");
+    for line in texts.lines() {
+        let v: Value = serde_json::from_str(line).expect("json");
+        let id = distill_core::hash::content_id(v["text"].as_str().expect("text"));
+        assert!(contents.records.iter().any(|r| r.id == id));
+    }
+    for r in &contents.records {
+        assert_eq!(r.label.as_deref(), Some("spam"));
+        assert!(r.probs.is_some(), "soft labels from the upstream's logprobs");
+    }
+}
+
+#[test]
+fn upstream_failures_degrade_to_the_local_answer_or_502() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = bundle(tmp.path());
+    // Nothing listens on this port: every upstream call fails to connect.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let log = tmp.path().join("esc");
+    let cfg = config(tmp.path(), &bundle, port, &log);
+    let preflight_off = "upstream.preflight=false";
+    let server = serve(&cfg, &["tiers.0.threshold=1.0", preflight_off]);
+    let (code, v, _) = post(&server.base, "/v1/classify", br#"{"text": "free prize"}"#);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["degraded"], true, "{v}");
+    assert_eq!(v["tier"], "local-0");
+    drop(server);
+    let server = serve(
+        &cfg,
+        &["tiers.0.threshold=1.0", preflight_off, "on-upstream-error=\"error\""],
+    );
+    let (code, v, _) = post(&server.base, "/v1/classify", br#"{"text": "free prize"}"#);
+    assert_eq!(code, 502, "{v}");
+    assert!(v["error"]["message"].as_str().expect("message").contains("connect"), "{v}");
+    // A bad config is refused before serving, exit 2.
+    let o = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(["serve", &s(&cfg), "--set", "tiers.0.threshold=2"])
+        .current_dir(repo())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("threshold"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -1,0 +1,296 @@
+//! The cascade: local tiers (bundles through `BundlePredictor`, the one
+//! escalation rule) in order, then the upstream teacher. Everything here is
+//! synchronous; the server runs it on blocking threads.
+
+use crate::config::{ServeConfig, TierConfig};
+use crate::upstream::Upstream;
+use distill_core::hash::content_id;
+use distill_core::text::Preprocess;
+use distill_export::{BundlePredictor, Prediction};
+use distill_model::device::DeviceKind;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One loaded local tier.
+pub struct Tier {
+    pub name: String,
+    pub path: PathBuf,
+    pub predictor: BundlePredictor,
+}
+
+impl Tier {
+    fn load(config: &ServeConfig, index: usize, t: &TierConfig) -> Result<Tier, crate::Error> {
+        let path = distill_core::run_layout::resolve_latest(&config.resolve(&t.bundle));
+        let predictor = BundlePredictor::load(&path, DeviceKind::Cpu)
+            .and_then(|p| p.with_always_escalate(t.escalate_label.as_deref()))
+            .map_err(|e| crate::Error::Bundle(format!("tiers[{index}]: {e}")))?
+            .with_threshold(t.threshold)
+            .with_top_k(3);
+        let m = &predictor.manifest;
+        let name = format!("{}-{}", m.lineage.experiment, m.model_kind);
+        Ok(Tier {
+            name,
+            path,
+            predictor,
+        })
+    }
+
+    /// The model id clients see: experiment, kind and the bundle's seal.
+    pub fn model_id(&self) -> String {
+        format!(
+            "{}@{}",
+            self.name,
+            &self.predictor.manifest.bundle_sha256[..12.min(self.predictor.manifest.bundle_sha256.len())]
+        )
+    }
+}
+
+/// Every local tier, loaded and verified.
+pub struct Tiers {
+    pub tiers: Vec<Tier>,
+}
+
+impl Tiers {
+    pub fn load(config: &ServeConfig) -> Result<Tiers, crate::Error> {
+        let tiers = config
+            .tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Tier::load(config, i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let labels = tiers[0].predictor.labels().to_vec();
+        for t in &tiers[1..] {
+            if t.predictor.labels() != labels.as_slice() {
+                return Err(crate::Error::Bundle(format!(
+                    "{}: its label set differs from the first tier's; every tier must answer over the same labels",
+                    t.path.display()
+                )));
+            }
+        }
+        Ok(Tiers { tiers })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        self.tiers[0].predictor.labels()
+    }
+
+    /// The first tier's preprocessing: what leaves the device is redacted by it.
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.tiers[0].predictor.manifest.preprocess
+    }
+}
+
+/// Why a request left a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    LowConfidence,
+    OutOfScope,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::LowConfidence => "low-confidence",
+            Reason::OutOfScope => "out-of-scope",
+        }
+    }
+}
+
+/// Where the cascade would answer, and the local answers on the way.
+pub struct Route {
+    /// Index of the answering tier; `None`: the upstream.
+    pub tier: Option<usize>,
+    /// The last local prediction (the answering tier's, or the last tier's).
+    pub local: Prediction,
+    pub local_tier: usize,
+    pub reason: Option<Reason>,
+    pub local_seconds: f64,
+}
+
+/// Walk the local tiers; stop at the first that does not escalate.
+pub fn route(tiers: &Tiers, text: &str, has_upstream: bool) -> Route {
+    let t0 = Instant::now();
+    let mut last = None;
+    let mut reason = None;
+    for (i, tier) in tiers.tiers.iter().enumerate() {
+        let p = tier
+            .predictor
+            .predict(&[text], 1)
+            .pop()
+            .unwrap_or_else(|| empty_prediction());
+        let escalate = p.escalate == Some(true);
+        if escalate {
+            let oos = tier
+                .predictor
+                .rule()
+                .always_escalate
+                .zip(p.label.as_ref())
+                .is_some_and(|(o, l)| tier.predictor.labels().get(o) == Some(l));
+            reason = Some(if oos {
+                Reason::OutOfScope
+            } else {
+                Reason::LowConfidence
+            });
+        }
+        let last_tier = i + 1 == tiers.tiers.len();
+        if !escalate || (last_tier && !has_upstream) {
+            return Route {
+                tier: Some(i),
+                local: p,
+                local_tier: i,
+                reason: escalate.then_some(reason).flatten(),
+                local_seconds: t0.elapsed().as_secs_f64(),
+            };
+        }
+        last = Some((i, p));
+    }
+    let (i, p) = last.unwrap_or_else(|| (0, empty_prediction()));
+    Route {
+        tier: None,
+        local: p,
+        local_tier: i,
+        reason,
+        local_seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+fn empty_prediction() -> Prediction {
+    Prediction {
+        label: None,
+        confidence: None,
+        top: Vec::new(),
+        labels: None,
+        probs: None,
+        escalate: Some(true),
+        truncated: false,
+    }
+}
+
+/// The answer a client gets.
+pub struct Answer {
+    pub tier: String,
+    pub escalated: bool,
+    pub label: Option<String>,
+    pub confidence: Option<f64>,
+    pub top: Vec<(String, f64)>,
+    pub threshold: Option<f64>,
+    pub model: String,
+    pub bundle_sha256: Option<String>,
+    pub reason: Option<Reason>,
+    /// The upstream failed and the local answer was served instead.
+    pub degraded: bool,
+    /// The upstream's raw answer (chat completions forward it).
+    pub upstream_output: Option<String>,
+}
+
+impl Answer {
+    pub fn local(tiers: &Tiers, route: &Route, escalated: bool, degraded: bool) -> Answer {
+        let tier = &tiers.tiers[route.local_tier];
+        Answer {
+            tier: format!("local-{}", route.local_tier),
+            escalated,
+            label: route.local.label.clone(),
+            confidence: route.local.confidence,
+            top: route.local.top.clone(),
+            threshold: tier.predictor.rule().threshold,
+            model: tier.model_id(),
+            bundle_sha256: Some(tier.predictor.manifest.bundle_sha256.clone()),
+            reason: route.reason,
+            degraded,
+            upstream_output: None,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "label": self.label,
+            "confidence": self.confidence,
+            "top": self.top.iter().map(|(l, p)| json!([l, p])).collect::<Vec<_>>(),
+            "tier": self.tier,
+            "escalated": self.escalated,
+            "reason": self.reason.map(Reason::as_str),
+            "threshold": self.threshold,
+            "model": self.model,
+            "bundle_sha256": self.bundle_sha256,
+            "degraded": self.degraded,
+        })
+    }
+}
+
+/// Answer one text through the whole cascade (blocking: the upstream call
+/// waits). `log` receives escalations.
+pub fn answer(
+    tiers: &Tiers,
+    upstream: Option<&Upstream>,
+    text: &str,
+    on_error_local: bool,
+    metrics: &crate::metrics::Metrics,
+    log: Option<&crate::log::EscalationLog>,
+) -> Result<Answer, String> {
+    let route = route(tiers, text, upstream.is_some());
+    metrics.local_seconds.observe(route.local_seconds);
+    if let Some(r) = route.reason {
+        metrics.escalation(r.as_str());
+    }
+    if route.tier.is_some() {
+        let a = Answer::local(tiers, &route, route.reason.is_some(), false);
+        metrics.answered(&a.tier, "ok");
+        return Ok(a);
+    }
+    let Some(up) = upstream else {
+        let a = Answer::local(tiers, &route, true, false);
+        metrics.answered(&a.tier, "ok");
+        return Ok(a);
+    };
+    // What leaves the device is redacted by the model's own preprocessing.
+    let clean = tiers.preprocess().apply(text).into_owned();
+    let id = content_id(&clean);
+    let t0 = Instant::now();
+    let rec = up.ask(&id, &clean, metrics);
+    metrics.upstream_seconds.observe(t0.elapsed().as_secs_f64());
+    if let Some(log) = log
+        && let Err(e) = log.append(&rec, &clean)
+    {
+        eprintln!("error: escalation log: {e}");
+    }
+    match (&rec.error, rec.label.clone().or_else(|| rec.top().map(|t| t.0.to_string()))) {
+        (None, Some(label)) => {
+            metrics.answered("upstream", "ok");
+            let confidence = rec.probs.as_ref().and_then(|p| p.get(&label).copied());
+            let mut top: Vec<(String, f64)> = rec
+                .probs
+                .as_ref()
+                .map(|p| p.iter().map(|(l, v)| (l.clone(), *v)).collect())
+                .unwrap_or_default();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            top.truncate(3);
+            Ok(Answer {
+                tier: "upstream".into(),
+                escalated: true,
+                label: Some(label),
+                confidence,
+                top,
+                threshold: None,
+                model: up.model().to_string(),
+                bundle_sha256: None,
+                reason: route.reason,
+                degraded: false,
+                upstream_output: rec.output.clone(),
+            })
+        }
+        (err, _) => {
+            let why = err
+                .as_ref()
+                .map(|e| format!("{}: {}", e.kind, e.message))
+                .unwrap_or_else(|| "the upstream's answer is not one of the labels".into());
+            if on_error_local {
+                metrics.answered(&format!("local-{}", route.local_tier), "degraded");
+                Ok(Answer::local(tiers, &route, true, true))
+            } else {
+                metrics.answered("upstream", "error");
+                Err(why)
+            }
+        }
+    }
+}

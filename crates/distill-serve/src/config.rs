@@ -1,0 +1,152 @@
+//! The serve config (`distill serve CONFIG`): TOML, strict like every other
+//! config (unknown keys rejected with a suggestion, `--set` overrides).
+//!
+//! ```toml
+//! host = "127.0.0.1"
+//! port = 8700
+//!
+//! [[tiers]]                      # in order: the first confident tier answers
+//! bundle = "experiments/banking77-bag/latest/bundles/burn-int8"
+//! # threshold = 0.8               # default: the bundle's certified one
+//! # escalate-label = "oos"        # this label always escalates
+//!
+//! [upstream]                     # the big model: any OpenAI-compatible endpoint
+//! base-url = "http://127.0.0.1:8080/v1"
+//! model = "smollm2-135m"
+//!
+//! [log]                          # escalations become teacher data
+//! dir = "teachers/escalations"
+//! ```
+
+use distill_core::config::ConfigSource;
+use distill_teacher::config::OpenAiSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeConfig {
+    #[serde(default = "d_host")]
+    pub host: String,
+    #[serde(default = "d_port")]
+    pub port: u16,
+    /// Local tiers, cheapest first.
+    pub tiers: Vec<TierConfig>,
+    /// The last tier: an OpenAI-compatible endpoint (as `distill teach`'s `[teacher]`).
+    #[serde(default)]
+    pub upstream: Option<OpenAiSpec>,
+    /// What to answer when the upstream fails: `local` serves the last
+    /// tier's answer flagged `degraded`, `error` answers 502.
+    #[serde(default)]
+    pub on_upstream_error: OnUpstreamError,
+    #[serde(default)]
+    pub log: Option<LogConfig>,
+    /// Requests in progress at most; beyond it, 429.
+    #[serde(default = "d_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Largest request body; beyond it, 413.
+    #[serde(default = "d_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Texts per `/v1/classify` request at most.
+    #[serde(default = "d_max_batch")]
+    pub max_batch: usize,
+    /// Seconds a draining server waits for requests in flight.
+    #[serde(default = "d_drain_s")]
+    pub drain_s: u64,
+    /// Directory of the config file (tier bundles and the log resolve from here).
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TierConfig {
+    /// A burn bundle (`distill export RUN --format burn`); `latest` resolves.
+    pub bundle: PathBuf,
+    /// Escalate below this calibrated confidence (default: the bundle's certified threshold).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// A label that always escalates (the out-of-scope label).
+    #[serde(default)]
+    pub escalate_label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUpstreamError {
+    #[default]
+    Local,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// A teacher-log directory (`logs.jsonl` in the `distill teach` format,
+    /// plus `texts.jsonl` with the texts when `log-texts` is on).
+    pub dir: PathBuf,
+    /// Keep the (preprocessed, PII-redacted) texts of escalated requests in
+    /// `texts.jsonl`, so they can be imported and trained on; off keeps only
+    /// their content hashes (the record ids).
+    #[serde(default = "yes")]
+    pub log_texts: bool,
+}
+
+fn d_host() -> String {
+    "127.0.0.1".into()
+}
+fn d_port() -> u16 {
+    8700
+}
+fn d_max_concurrency() -> usize {
+    256
+}
+fn d_max_body_bytes() -> usize {
+    1 << 20
+}
+fn d_max_batch() -> usize {
+    256
+}
+fn d_drain_s() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+
+impl ServeConfig {
+    pub fn load(path: &Path, sets: &[String]) -> Result<Self, crate::Error> {
+        let mut source = ConfigSource::load(path)?;
+        source.apply_overrides(sets)?;
+        let mut config: ServeConfig = source.deserialize()?;
+        config.base = source.base_dir();
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if self.tiers.is_empty() {
+            return bad("at least one [[tiers]] entry (a bundle) is needed".into());
+        }
+        for (i, t) in self.tiers.iter().enumerate() {
+            if let Some(th) = t.threshold
+                && !(th.is_finite() && (0.0..=1.0).contains(&th))
+            {
+                return bad(format!("tiers[{i}].threshold {th} must be in [0, 1]"));
+            }
+        }
+        if let Some(u) = &self.upstream {
+            u.validate().map_err(crate::Error::Config)?;
+        }
+        if self.max_concurrency == 0 || self.max_body_bytes == 0 || self.max_batch == 0 {
+            return bad("max-concurrency, max-body-bytes and max-batch must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// A path from the config, relative to its file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        distill_core::run_layout::resolve(&self.base, p)
+    }
+}

@@ -1,0 +1,508 @@
+//! `distill serve`: the tiered cascade as a running service.
+//!
+//! A request goes down the local tiers (burn bundles, each through
+//! [`distill_export::BundlePredictor`]: the model's preprocessing,
+//! calibration, certified threshold, the out-of-scope label) until one is
+//! confident; when none is, it escalates to the upstream (any
+//! OpenAI-compatible endpoint, asked exactly as `distill teach` asks), and
+//! the escalation is appended to a teacher log that `distill train` reads.
+//!
+//! Endpoints: `POST /v1/classify`, `POST /v1/chat/completions` (OpenAI
+//! compatible, `stream` too), `POST /v1/decision`, `GET /v1/models`,
+//! `GET /health` (503 while draining), `GET /ready`, `GET /metrics`,
+//! `POST /admin/reload` (and SIGHUP).
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cascade;
+pub mod config;
+pub mod log;
+pub mod metrics;
+pub mod upstream;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cascade::{Answer, Tiers};
+use config::{OnUpstreamError, ServeConfig};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Bundle(String),
+    #[error("upstream: {0}")]
+    Upstream(String),
+    #[error("escalation log: {0}")]
+    Log(String),
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Core(#[from] distill_core::Error),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: ServeConfig,
+    tiers: RwLock<Arc<Tiers>>,
+    upstream: Option<Arc<upstream::Upstream>>,
+    pub metrics: metrics::Metrics,
+    log: Option<log::EscalationLog>,
+    draining: AtomicBool,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Load and verify every tier, build the upstream client, open the log.
+    pub fn new(config: ServeConfig) -> Result<Self, Error> {
+        let tiers = Tiers::load(&config)?;
+        let upstream = match &config.upstream {
+            Some(spec) => Some(Arc::new(upstream::Upstream::new(spec, tiers.labels(), 0)?)),
+            None => None,
+        };
+        let log = match (&config.log, &upstream) {
+            (Some(l), Some(up)) => Some(log::EscalationLog::open(
+                &config.resolve(&l.dir),
+                &up.teacher.params_hash,
+                l.log_texts,
+            )?),
+            _ => None,
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(config.max_concurrency));
+        Ok(AppState {
+            tiers: RwLock::new(Arc::new(tiers)),
+            upstream,
+            metrics: metrics::Metrics::new(),
+            log,
+            draining: AtomicBool::new(false),
+            permits,
+            config,
+        })
+    }
+
+    fn tiers(&self) -> Arc<Tiers> {
+        Arc::clone(&self.tiers.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Load the configured bundles anew and swap them in; on any error the
+    /// old ones stay. In-flight requests finish on the tiers they started with.
+    pub fn reload(&self) -> Result<usize, Error> {
+        let fresh = Tiers::load(&self.config)?;
+        if fresh.labels() != self.tiers().labels() {
+            return Err(Error::Bundle(
+                "the new bundles answer over another label set; restart the server to change labels".into(),
+            ));
+        }
+        let n = fresh.tiers.len();
+        *self.tiers.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(n)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn flush(&self) {
+        if let Some(l) = &self.log {
+            l.sync();
+        }
+    }
+}
+
+type Shared = Arc<AppState>;
+
+/// The router over a loaded state.
+pub fn router(state: Shared) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/classify", post(classify))
+        .route("/v1/decision", post(decision))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/admin/reload", post(reload))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"type": kind, "message": message.into()}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Parse a JSON body, with a 400 that says what is wrong.
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// `{"text"}` or `{"texts": [..]}`.
+fn texts_of(v: &Value, max: usize) -> Result<(Vec<String>, bool), Response> {
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", m);
+    if let Some(t) = v.get("text") {
+        let t = t.as_str().ok_or_else(|| bad("`text` must be a string"))?;
+        return Ok((vec![t.to_string()], true));
+    }
+    let Some(list) = v.get("texts").and_then(Value::as_array) else {
+        return Err(bad("expected {\"text\": \"..\"} or {\"texts\": [\"..\", ..]}"));
+    };
+    if list.len() > max {
+        return Err(bad(&format!("{} texts, more than max-batch ({max})", list.len())));
+    }
+    let texts = list
+        .iter()
+        .map(|t| t.as_str().map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("every entry of `texts` must be a string"))?;
+    Ok((texts, false))
+}
+
+fn permit(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is draining"));
+    }
+    Arc::clone(&state.permits).try_acquire_owned().map_err(|_| {
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!("more than {} requests in progress", state.config.max_concurrency),
+        )
+    })
+}
+
+/// Run the cascade on blocking threads (the upstream call waits).
+async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, Response> {
+    let st = Arc::clone(state);
+    let joined = tokio::task::spawn_blocking(move || {
+        let tiers = st.tiers();
+        let on_error_local = st.config.on_upstream_error == OnUpstreamError::Local;
+        texts
+            .iter()
+            .map(|t| {
+                let t0 = Instant::now();
+                let a = cascade::answer(
+                    &tiers,
+                    st.upstream.as_deref(),
+                    t,
+                    on_error_local,
+                    &st.metrics,
+                    st.log.as_ref(),
+                );
+                st.metrics.request_seconds.observe(t0.elapsed().as_secs_f64());
+                a
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await;
+    match joined {
+        Ok(Ok(answers)) => Ok(answers),
+        Ok(Err(why)) => Err(error(StatusCode::BAD_GATEWAY, "upstream_error", why)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string())),
+    }
+}
+
+fn tier_headers(a: &Answer) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&a.tier) {
+        h.insert("x-distill-tier", v);
+    }
+    if let Some(c) = a.confidence
+        && let Ok(v) = HeaderValue::from_str(&format!("{c:.6}"))
+    {
+        h.insert("x-distill-confidence", v);
+    }
+    h
+}
+
+async fn classify(State(state): State<Shared>, body: Bytes) -> Response {
+    let _permit = match permit(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (texts, single) = match texts_of(&v, state.config.max_batch) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match answer_all(&state, texts).await {
+        Ok(answers) if single => {
+            let a = &answers[0];
+            (tier_headers(a), axum::Json(a.to_json())).into_response()
+        }
+        Ok(answers) => axum::Json(json!({
+            "results": answers.iter().map(Answer::to_json).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn decision(State(state): State<Shared>, body: Bytes) -> Response {
+    let _permit = match permit(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (texts, single) = match texts_of(&v, state.config.max_batch) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let tiers = state.tiers();
+    let has_upstream = state.upstream.is_some();
+    let out: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let r = cascade::route(&tiers, t, has_upstream);
+            json!({
+                "tier": r.tier.map(|i| format!("local-{i}")).unwrap_or_else(|| "upstream".into()),
+                "escalate": r.tier.is_none(),
+                "reason": r.reason.map(cascade::Reason::as_str),
+                "label": r.local.label,
+                "confidence": r.local.confidence,
+            })
+        })
+        .collect();
+    if single {
+        axum::Json(out.into_iter().next().unwrap_or(Value::Null)).into_response()
+    } else {
+        axum::Json(json!({ "results": out })).into_response()
+    }
+}
+
+/// The text of the last user message (a string, or text parts).
+fn last_user_text(v: &Value) -> Option<String> {
+    let messages = v.get("messages")?.as_array()?;
+    let m = messages.iter().rev().find(|m| m["role"] == "user")?;
+    match &m["content"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter(|p| p["type"] == "text")
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    }
+}
+
+async fn chat(State(state): State<Shared>, body: Bytes) -> Response {
+    let _permit = match permit(&state) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(text) = last_user_text(&v) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "`messages` must hold a user message with text content",
+        );
+    };
+    let stream = v["stream"] == json!(true);
+    // The tier is decided (and the upstream asked) before the first byte.
+    let a = match answer_all(&state, vec![text]).await {
+        Ok(mut a) => a.remove(0),
+        Err(r) => return r,
+    };
+    let content = a
+        .upstream_output
+        .clone()
+        .filter(|_| a.tier == "upstream")
+        .or_else(|| a.label.clone())
+        .unwrap_or_default();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let id = format!("chatcmpl-{}", &distill_core::hash::content_id(&format!("{created}{content}{}", a.tier))[..16]);
+    let headers = tier_headers(&a);
+    if !stream {
+        let body = json!({
+            "id": id, "object": "chat.completion", "created": created, "model": a.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "distill": a.to_json(),
+        });
+        return (headers, axum::Json(body)).into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": a.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "distill": a.to_json(),
+        })
+    };
+    let mut sse = String::new();
+    for event in [
+        chunk(json!({"role": "assistant", "content": content}), Value::Null),
+        chunk(json!({}), json!("stop")),
+    ] {
+        sse.push_str("data: ");
+        sse.push_str(&event.to_string());
+        sse.push_str("\n\n");
+    }
+    sse.push_str("data: [DONE]\n\n");
+    let mut headers = headers;
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (headers, sse).into_response()
+}
+
+async fn models(State(state): State<Shared>) -> Response {
+    let tiers = state.tiers();
+    let mut data: Vec<Value> = tiers
+        .tiers
+        .iter()
+        .map(|t| json!({"id": t.model_id(), "object": "model", "owned_by": "distill", "tier": "local"}))
+        .collect();
+    if let Some(up) = &state.upstream {
+        data.push(json!({"id": up.model(), "object": "model", "owned_by": "upstream", "tier": "upstream"}));
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn health(State(state): State<Shared>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn ready(State(state): State<Shared>) -> Response {
+    let tiers = state.tiers();
+    axum::Json(json!({
+        "ready": true,
+        "tiers": tiers.tiers.iter().map(|t| json!({"model": t.model_id(), "bundle_sha256": t.predictor.manifest.bundle_sha256})).collect::<Vec<_>>(),
+        "upstream": state.upstream.as_ref().map(|u| u.model().to_string()),
+    }))
+    .into_response()
+}
+
+async fn metrics_text(State(state): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn reload(State(state): State<Shared>) -> Response {
+    let st = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || st.reload()).await {
+        Ok(Ok(n)) => axum::Json(json!({"reloaded": n})).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload_failed",
+            format!("{e}; the previous bundles keep serving"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()),
+    }
+}
+
+/// Serve until SIGTERM or Ctrl-C: stop accepting, drain up to `drain-s`,
+/// flush the escalation log. SIGHUP reloads the bundles. Prints the
+/// listening address (`http://HOST:PORT`) on stdout once bound.
+pub fn run(config: ServeConfig) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Io(e.to_string());
+    let state = Arc::new(AppState::new(config)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", state.config.host, state.config.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::Io(format!("binding {addr}: {e}")))?;
+        let local = listener.local_addr().map_err(io)?;
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "http://{local}");
+            let _ = out.flush();
+        }
+        eprintln!(
+            "serving {} tier(s){} on http://{local}",
+            state.tiers().tiers.len(),
+            state
+                .upstream
+                .as_ref()
+                .map(|u| format!(" + upstream {}", u.model()))
+                .unwrap_or_default()
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signals = tokio::spawn(watch_signals(Arc::clone(&state), stop_tx));
+        let app = router(Arc::clone(&state));
+        let mut rx1 = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx1.wait_for(|v| *v).await;
+        });
+        let drain = std::time::Duration::from_secs(state.config.drain_s);
+        let st = Arc::clone(&state);
+        let drained = async move {
+            // Drain: wait for requests in flight (every permit back), bounded.
+            let all = st.config.max_concurrency as u32;
+            let _ = tokio::time::timeout(drain, st.permits.acquire_many(all)).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(io)?,
+            _ = async { let mut rx = stop_rx; let _ = rx.wait_for(|v| *v).await; drained.await } => {}
+        }
+        signals.abort();
+        state.flush();
+        eprintln!("stopped; escalation log flushed");
+        Ok(())
+    })
+}
+
+async fn watch_signals(state: Shared, stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                let st = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || st.reload()).await {
+                    Ok(Ok(n)) => eprintln!("SIGHUP: reloaded {n} tier(s)"),
+                    Ok(Err(e)) => eprintln!("SIGHUP: reload failed ({e}); the previous bundles keep serving"),
+                    Err(e) => eprintln!("SIGHUP: reload failed ({e})"),
+                }
+            }
+        }
+    }
+    state.start_draining();
+    // Wake both the server's graceful shutdown and the drain timer.
+    let _ = stop.send(true);
+}

@@ -1,0 +1,121 @@
+//! The upstream tier: an OpenAI-compatible endpoint, asked exactly as
+//! `distill teach` asks it (same prompt, request body, retries with backoff
+//! and `Retry-After`, answer parsing and soft labels from logprobs), so its
+//! answers map onto the label set and its records are teacher-log records.
+
+use distill_core::hash::{SplitMix64, sha256_hex};
+use distill_core::teacher_log::{TeacherId, TeacherRecord};
+use distill_core::types::{Example, Task};
+use distill_teacher::collect::{Gauges, label_one};
+use distill_teacher::config::OpenAiSpec;
+use distill_teacher::interpret::Interpreter;
+use distill_teacher::openai::{Client, request_body};
+use distill_teacher::prompt::Prompt;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+pub struct Upstream {
+    spec: OpenAiSpec,
+    client: Client,
+    prompt: Prompt,
+    interp: Interpreter,
+    pub teacher: TeacherId,
+    gauges: Gauges,
+    stop: AtomicBool,
+    jitter: Mutex<SplitMix64>,
+    seed: u64,
+}
+
+impl Upstream {
+    /// Build the client (its key from `api-key-env`) and check the endpoint
+    /// when `preflight` is on.
+    pub fn new(spec: &OpenAiSpec, labels: &[String], seed: u64) -> Result<Self, crate::Error> {
+        let err = |e: distill_teacher::Error| crate::Error::Upstream(e.to_string());
+        let client = Client::new(spec).map_err(err)?;
+        if spec.preflight {
+            client.preflight(&spec.model).map_err(err)?;
+        }
+        let prompt = Prompt::new(spec, Task::Classify, labels, &[], &[], seed);
+        let interp = Interpreter::new(Task::Classify, labels, &[], spec.answer);
+        let mut params = serde_json::json!({
+            "base_url": spec.base_url,
+            "model": spec.model,
+            "system": prompt.system,
+            "template": prompt.template,
+            "answer": spec.answer,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "logprobs": spec.logprobs,
+            "top_logprobs": spec.top_logprobs,
+            "labels": labels,
+            "seed": seed,
+            "via": "distill serve",
+        });
+        client.redactor().value(&mut params);
+        let params_hash =
+            sha256_hex(serde_json::to_string(&params).unwrap_or_default().as_bytes())[..16]
+                .to_string();
+        Ok(Upstream {
+            spec: spec.clone(),
+            client,
+            prompt,
+            interp,
+            teacher: TeacherId {
+                kind: "openai".into(),
+                model: spec.model.clone(),
+                params_hash,
+            },
+            gauges: Gauges::default(),
+            stop: AtomicBool::new(false),
+            jitter: Mutex::new(SplitMix64(seed ^ 0x5e4e)),
+            seed,
+        })
+    }
+
+    pub fn model(&self) -> &str {
+        &self.spec.model
+    }
+
+    /// Ask about one (already redacted) text; the record carries the answer
+    /// or the error, and the attempts made.
+    pub fn ask(&self, id: &str, text: &str, metrics: &crate::metrics::Metrics) -> TeacherRecord {
+        let body = request_body(&self.spec, self.prompt.messages(text), None, self.seed);
+        let ex = Example {
+            id: id.to_string(),
+            text: text.to_string(),
+            label: None,
+            labels: None,
+            spans: None,
+            split: None,
+            source: "serve".into(),
+            line: 0,
+            source_id: None,
+        };
+        let mut jitter = {
+            let mut j = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
+            let seed = j.next_u64();
+            SplitMix64(seed)
+        };
+        let rec = label_one(
+            &self.spec,
+            &self.client,
+            &self.interp,
+            None,
+            &self.teacher,
+            self.client.url(),
+            &body,
+            &ex,
+            &self.gauges,
+            &self.stop,
+            &mut jitter,
+        );
+        for kind in &rec.retried {
+            metrics.upstream_attempt(kind);
+        }
+        metrics.upstream_attempt(match &rec.error {
+            None => "ok",
+            Some(e) => e.kind.as_str(),
+        });
+        rec
+    }
+}
