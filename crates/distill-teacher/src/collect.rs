@@ -15,7 +15,7 @@ use distill_core::lock::DirLock;
 use distill_core::types::{Example, Split, Task};
 use distill_data::dataset::Dataset;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
@@ -79,6 +79,22 @@ fn now() -> String {
     distill_core::time::utc_stamp(std::time::SystemTime::now())
 }
 
+/// Lock the out directory for this process and remove the temporary files a
+/// killed writer of it left behind (only ours: `.distill-*.tmp`, from the
+/// atomic rewrites of `logs.jsonl` and `teacher.json`).
+fn lock_out_dir(out: &Path) -> Result<DirLock> {
+    let lock = DirLock::acquire(out, "distill teach")?;
+    let removed = lock.remove_stale_temps(out, &[])?;
+    if !removed.is_empty() {
+        eprintln!(
+            "removed {} temporary file(s) left by an interrupted run in {}",
+            removed.len(),
+            out.display()
+        );
+    }
+    Ok(lock)
+}
+
 /// Run a teach config end to end.
 pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     let config = &req.config;
@@ -125,7 +141,7 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     // One writer per directory: a second `distill teach` into the same out
     // directory would append to a log the first one rewrites (records lost).
     // Held until the manifest is written; released by the OS on any exit.
-    let _lock = DirLock::acquire(&req.out, "distill teach")?;
+    let _lock = lock_out_dir(&req.out)?;
     let (mut writer, existing) = LogWriter::open(&req.out, &teacher.params_hash)?;
     // Rows with the same text share an id: one request and one record per id.
     let mut seen = rustc_hash::FxHashSet::default();
@@ -722,5 +738,20 @@ mod tests {
         }
         assert!(stored.contains("bearer instruments"), "{stored}");
         assert!(!stored.contains(key), "{stored}");
+    }
+
+    /// A killed run's temporary files in the out directory are removed once
+    /// the lock is taken; nothing else is.
+    #[test]
+    fn stale_temp_files_of_a_killed_teach_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(".distill-k1ll3d.tmp"), "half").unwrap();
+        std::fs::write(out.join("logs.jsonl"), "").unwrap();
+        let lock = lock_out_dir(&out).unwrap();
+        assert!(!out.join(".distill-k1ll3d.tmp").exists());
+        assert!(out.join("logs.jsonl").exists());
+        drop(lock);
     }
 }
