@@ -25,6 +25,37 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(to_hex(&hasher.finalize()))
 }
 
+/// A reader that hashes every byte read through it: a file parsed through
+/// one is hashed in the same pass, so the digest is of exactly the bytes
+/// parsed (a second read could see a file changed in between).
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Hex sha256 of the bytes read so far.
+    pub fn finish(self) -> String {
+        to_hex(&self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The id of an example: the first 96 bits of the sha256 of its text, in hex.
 ///
 /// Ids depend only on the text, so a teacher output collected for a text joins
@@ -85,6 +116,16 @@ fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hashing_reader_hashes_what_passes_through() {
+        let data = b"one\ntwo\nthree".repeat(10_000);
+        let mut r = HashingReader::new(&data[..]);
+        let mut out = Vec::new();
+        std::io::copy(&mut r, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(r.finish(), sha256_hex(&data));
+    }
 
     #[test]
     fn sha256_matches_known_vector() {

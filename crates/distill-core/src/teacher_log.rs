@@ -3,19 +3,23 @@
 //! parameters, counts, usage and cost totals). `distill teach` writes them;
 //! curation, training and evaluation read them, all through [`read_log_lines`].
 //!
-//! One rule for every reader: a last line without a trailing newline is the
-//! partial write of a killed run and is ignored (reported in
-//! [`LogContents::partial`]; `distill teach` redoes that record). Any other
-//! line that is not a record is an error naming `file:line`. Blank lines are
-//! skipped. When an id appears more than once, the last record wins.
+//! One rule for every reader: a last line without a trailing newline that is
+//! not a whole record is the partial write of a killed run and is ignored
+//! (reported in [`LogContents::partial`]; `distill teach` redoes that record).
+//! A last line without a newline that is a whole record (a hand-made
+//! soft-label file) is read like any other line. Any other line that is not a
+//! record is an error naming `file:line`. Blank lines are skipped. When an id
+//! appears more than once, the last record wins. [`LogContents::sha256`] is
+//! the digest of the bytes read, hashed as they are parsed.
 //!
 //! Plain soft-label files (`{"id": ..., "probs": {...}}` per line, without
 //! `teacher`) are records too: every field but `id` has a default.
 //!
 //! The writer appends one whole line per record and flushes it, so a process
 //! killed at any point leaves at most one partial last line. On open that
-//! partial line is cut off, and the ids already present are skipped: a resumed
-//! run neither loses nor duplicates records. When a record is redone
+//! partial line is cut off (and a whole last record without its newline gets
+//! one), and the ids already present are skipped: a resumed run neither loses
+//! nor duplicates records, and never appends onto an unterminated line. When a record is redone
 //! (`--retry-failed`), the newer line wins and the log is compacted to one line
 //! per id, atomically.
 //!
@@ -33,6 +37,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::hash::HashingReader;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -278,10 +283,15 @@ pub struct LogContents {
     pub lines: Vec<String>,
     /// The 1-based line number each record was read from (for messages).
     pub line_numbers: Vec<u64>,
-    /// Line number of an ignored partial last line (no trailing newline).
+    /// Line number of an ignored partial last line (no trailing newline,
+    /// not a whole record).
     pub partial: Option<u64>,
-    /// A partial last line, blank lines or duplicate ids: compaction would change the file.
+    /// A last line without its newline (partial or a whole record), blank
+    /// lines or duplicate ids: compaction would change the file.
     pub dirty: bool,
+    /// Hex sha256 of the bytes read (the whole file; of no bytes when it is
+    /// absent), hashed in the same pass as they were parsed.
+    pub sha256: String,
 }
 
 /// Read a log: last record per id wins. Returns the records in first-seen
@@ -296,6 +306,7 @@ pub fn read_log(path: &Path) -> Result<(Vec<TeacherRecord>, bool)> {
 pub fn read_log_lines(path: &Path) -> Result<LogContents> {
     let mut out = LogContents {
         path: path.to_path_buf(),
+        sha256: crate::hash::sha256_hex(b""),
         ..Default::default()
     };
     let file = match File::open(path) {
@@ -304,7 +315,7 @@ pub fn read_log_lines(path: &Path) -> Result<LogContents> {
         Err(e) => return Err(Error::io(path, e)),
     };
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::new(HashingReader::new(file));
     let mut line = String::new();
     let mut n = 0u64;
     loop {
@@ -316,21 +327,33 @@ pub fn read_log_lines(path: &Path) -> Result<LogContents> {
             break;
         }
         n += 1;
-        if !line.ends_with('\n') {
-            // A write cut short by a kill: the record is redone.
-            out.partial = Some(n);
-            out.dirty = true;
-            break;
-        }
+        let terminated = line.ends_with('\n');
         if line.trim().is_empty() {
             out.dirty = true;
             continue;
         }
-        let rec: TeacherRecord = serde_json::from_str(&line).map_err(|e| Error::TeacherRecord {
-            path: path.to_path_buf(),
-            line: n,
-            message: e.to_string(),
-        })?;
+        let rec: TeacherRecord = match serde_json::from_str(&line) {
+            Ok(rec) => rec,
+            // A write cut short by a kill: the record is redone.
+            Err(_) if !terminated => {
+                out.partial = Some(n);
+                out.dirty = true;
+                break;
+            }
+            Err(e) => {
+                return Err(Error::TeacherRecord {
+                    path: path.to_path_buf(),
+                    line: n,
+                    message: e.to_string(),
+                });
+            }
+        };
+        if !terminated {
+            // A whole last record without its newline (a hand-made file):
+            // kept, and compaction writes the newline.
+            line.push('\n');
+            out.dirty = true;
+        }
         match index.get(&rec.id) {
             Some(&i) => {
                 out.dirty = true;
@@ -346,6 +369,10 @@ pub fn read_log_lines(path: &Path) -> Result<LogContents> {
             }
         }
     }
+    // Only a partial last line stops the loop early, at the end of the file;
+    // read on anyway so that the digest is of the whole file.
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
+    out.sha256 = reader.into_inner().finish();
     Ok(out)
 }
 
@@ -517,11 +544,78 @@ mod tests {
             msg.contains(&format!("{}:2: invalid teacher record", path.display())),
             "{msg}"
         );
-        // A complete last line without its newline counts as partial too:
-        // the writer always ends a record with one.
+        // A whole last record without its newline is a record (and makes
+        // the log dirty: compaction writes the newline).
         std::fs::write(&path, format!("{good}\n{good}")).unwrap();
         let log = read_log_lines(&path).unwrap();
-        assert_eq!((log.records.len(), log.partial), (1, Some(2)));
+        assert_eq!((log.records.len(), log.partial, log.dirty), (1, None, true));
+        assert_eq!(log.line_numbers, [2]);
+    }
+
+    /// A hand-made soft-label file often ends without a newline: its last
+    /// record is read, not dropped as a killed write; a resumed teach writes
+    /// the newline before appending, so no record is glued onto it.
+    #[test]
+    fn a_whole_last_record_without_newline_is_kept_and_never_appended_onto() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOGS_FILE);
+        let a = serde_json::to_string(&rec("a", false)).unwrap();
+        let b = serde_json::to_string(&rec("b", false)).unwrap();
+        std::fs::write(&path, format!("{a}\n{b}")).unwrap();
+        let log = read_log_lines(&path).unwrap();
+        let ids: Vec<&str> = log.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(log.partial, None);
+
+        let (mut w, records) = LogWriter::open(dir.path(), "h").unwrap();
+        assert_eq!(records.len(), 2);
+        w.append(&rec("c", false)).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{a}\n{b}\n{}\n",
+                serde_json::to_string(&rec("c", false)).unwrap()
+            )
+        );
+        let log = read_log_lines(&path).unwrap();
+        assert_eq!(
+            (log.records.len(), log.partial, log.dirty),
+            (3, None, false)
+        );
+
+        // A plain soft-label file, as written by hand.
+        let plain = dir.path().join("soft.jsonl");
+        std::fs::write(
+            &plain,
+            "{\"id\":\"x\",\"probs\":{\"a\":1.0}}\n{\"id\":\"y\",\"probs\":{\"b\":1.0}}",
+        )
+        .unwrap();
+        let log = read_log_lines(&plain).unwrap();
+        assert_eq!(log.records.len(), 2);
+        assert_eq!(log.records[1].top(), Some(("b", 1.0)));
+    }
+
+    /// The digest is of the bytes read, whole file included (a partial last
+    /// line too), in the same pass as the parse.
+    #[test]
+    fn the_digest_is_of_the_bytes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOGS_FILE);
+        assert_eq!(
+            read_log_lines(&path).unwrap().sha256,
+            crate::hash::sha256_hex(b"")
+        );
+        let text = format!(
+            "{}\n\n{{\"id\":\"c\",\"teach",
+            serde_json::to_string(&rec("a", false)).unwrap()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let log = read_log_lines(&path).unwrap();
+        assert_eq!(log.partial, Some(3));
+        assert_eq!(log.sha256, crate::hash::sha256_hex(text.as_bytes()));
+        assert_eq!(log.sha256, crate::hash::sha256_file(&path).unwrap());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use distill_core::lock::DirLock;
 use distill_core::types::{Example, Split, Task};
 use distill_data::dataset::Dataset;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
@@ -79,6 +79,22 @@ fn now() -> String {
     distill_core::time::utc_stamp(std::time::SystemTime::now())
 }
 
+/// Lock the out directory for this process and remove the temporary files a
+/// killed writer of it left behind (only ours: `.distill-*.tmp`, from the
+/// atomic rewrites of `logs.jsonl` and `teacher.json`).
+fn lock_out_dir(out: &Path) -> Result<DirLock> {
+    let lock = DirLock::acquire(out, "distill teach")?;
+    let removed = lock.remove_stale_temps(out, &[])?;
+    if !removed.is_empty() {
+        eprintln!(
+            "removed {} temporary file(s) left by an interrupted run in {}",
+            removed.len(),
+            out.display()
+        );
+    }
+    Ok(lock)
+}
+
 /// Run a teach config end to end.
 pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     let config = &req.config;
@@ -126,7 +142,7 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     // One writer per directory: a second `distill teach` into the same out
     // directory would append to a log the first one rewrites (records lost).
     // Held until the manifest is written; released by the OS on any exit.
-    let _lock = DirLock::acquire(&req.out, "distill teach")?;
+    let _lock = lock_out_dir(&req.out)?;
     let (mut writer, existing) = LogWriter::open(&req.out, &teacher.params_hash)?;
     // Rows with the same text share an id: one request and one record per id.
     let mut seen = rustc_hash::FxHashSet::default();
@@ -419,9 +435,32 @@ fn run_openai(
 
 /// Ask the teacher about one row: the cache, then the endpoint with retries
 /// (backoff, `Retry-After`), the answer interpreted into a record exactly as
-/// `distill teach` records it. `distill serve` calls it for escalations.
+/// `distill teach` records it, then what the server said is redacted (after
+/// interpretation, so redaction never changes a label). `distill serve`
+/// calls it for escalations.
 #[allow(clippy::too_many_arguments)]
 pub fn label_one(
+    spec: &OpenAiSpec,
+    client: &Client,
+    interp: &Interpreter,
+    cache: Option<&Cache>,
+    teacher: &TeacherId,
+    url: &str,
+    body: &serde_json::Value,
+    ex: &Example,
+    gauges: &Gauges,
+    stop: &AtomicBool,
+    jitter: &mut SplitMix64,
+) -> TeacherRecord {
+    let mut rec = call_and_interpret(
+        spec, client, interp, cache, teacher, url, body, ex, gauges, stop, jitter,
+    );
+    client.redactor().record(&mut rec);
+    rec
+}
+
+#[allow(clippy::too_many_arguments)]
+fn call_and_interpret(
     spec: &OpenAiSpec,
     client: &Client,
     interp: &Interpreter,
@@ -467,10 +506,14 @@ pub fn label_one(
                     Some(c) => {
                         interp.apply(&c, &mut rec);
                         rec.cost = spec.price.cost(&rec.usage);
-                        if let (Some(cache), Some(key)) = (cache, &key)
-                            && let Err(e) = cache.put(key, body, &v)
-                        {
-                            eprintln!("warning: cache write failed: {e}");
+                        if let (Some(cache), Some(key)) = (cache, &key) {
+                            // Stored redacted (the key by the request's hash).
+                            let (mut request, mut response) = (body.clone(), v);
+                            client.redactor().value(&mut request);
+                            client.redactor().response(&mut response);
+                            if let Err(e) = cache.put(key, &request, &response) {
+                                eprintln!("warning: cache write failed: {e}");
+                            }
                         }
                     }
                     None => {
@@ -581,5 +624,138 @@ impl Progress {
 
     pub fn finish(&self) {
         self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AnswerFormat;
+    use serde_json::json;
+
+    fn spec(base_url: &str) -> OpenAiSpec {
+        toml::from_str(&format!(
+            "base-url = \"{base_url}\"\nmodel = \"m\"\nlogprobs = false\nmax-retries = 0\ntimeout-s = 10.0"
+        ))
+        .unwrap()
+    }
+
+    fn answer(content: &str) -> (u16, String) {
+        let body = json!({
+            "model": "m",
+            "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}
+        });
+        (200, body.to_string())
+    }
+
+    fn label(
+        spec: &OpenAiSpec,
+        client: &Client,
+        labels: &[&str],
+        cache: Option<&Cache>,
+    ) -> TeacherRecord {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let interp = Interpreter::new(Task::Classify, &labels, &[], AnswerFormat::Label);
+        let teacher = TeacherId {
+            kind: "openai".into(),
+            model: "m".into(),
+            params_hash: "h".into(),
+        };
+        let ex = Example {
+            id: "a".into(),
+            text: "some text".into(),
+            label: None,
+            labels: None,
+            spans: None,
+            split: None,
+            source: "s".into(),
+            line: 1,
+            source_id: None,
+        };
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "some text"}]});
+        label_one(
+            spec,
+            client,
+            &interp,
+            cache,
+            &teacher,
+            &spec.base_url,
+            &body,
+            &ex,
+            &Gauges::default(),
+            &AtomicBool::new(false),
+            &mut SplitMix64(1),
+        )
+    }
+
+    /// Labels are parsed from the answer as the server sent it: a phrase that
+    /// looks like a `Bearer` token stays a label; the stored output is redacted.
+    #[test]
+    fn redaction_never_changes_a_parsed_label() {
+        let url = crate::test_server::serve(vec![answer("bearer instruments")]);
+        let s = spec(&url);
+        let client = Client::new(&s).unwrap();
+        let rec = label(&s, &client, &["bearer_instruments", "cash"], None);
+        assert!(!rec.failed(), "{:?}", rec.error);
+        assert_eq!(rec.label.as_deref(), Some("bearer_instruments"));
+        assert_eq!(rec.output.as_deref(), Some("bearer [REDACTED]"));
+    }
+
+    /// A placeholder key (`x`) is not a secret: `exchange_rate` stays whole.
+    #[test]
+    fn a_placeholder_key_leaves_labels_and_outputs_alone() {
+        let url = crate::test_server::serve(vec![answer("exchange_rate")]);
+        let s = spec(&url);
+        let client = Client::with_key(&s, Some("x".into())).unwrap();
+        let rec = label(&s, &client, &["exchange_rate", "tax"], None);
+        assert_eq!(rec.label.as_deref(), Some("exchange_rate"));
+        assert_eq!(rec.output.as_deref(), Some("exchange_rate"));
+    }
+
+    /// The cache keeps no key, and a response read back from it is
+    /// interpreted as it was when it came.
+    #[test]
+    fn cached_responses_hold_no_key_and_label_alike() {
+        let key = "sk-live-0123456789";
+        let (status, body) = answer("bearer instruments");
+        let mut body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["system_fingerprint"] = json!(format!("echo: Bearer {key}"));
+        // One response only: the second label must come from the cache.
+        let url = crate::test_server::serve(vec![(status, body.to_string())]);
+        let s = spec(&url);
+        let client = Client::with_key(&s, Some(key.into())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let fresh = label(&s, &client, &["bearer_instruments", "cash"], Some(&cache));
+        assert_eq!(fresh.label.as_deref(), Some("bearer_instruments"));
+        assert!(!fresh.cached);
+        let again = label(&s, &client, &["bearer_instruments", "cash"], Some(&cache));
+        assert!(again.cached, "{:?}", again.error);
+        assert_eq!(again.label, fresh.label);
+        assert_eq!(again.output, fresh.output);
+        let mut stored = String::new();
+        for sub in std::fs::read_dir(dir.path()).unwrap() {
+            for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+                stored.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
+            }
+        }
+        assert!(stored.contains("bearer instruments"), "{stored}");
+        assert!(!stored.contains(key), "{stored}");
+    }
+
+    /// A killed run's temporary files in the out directory are removed once
+    /// the lock is taken; nothing else is.
+    #[test]
+    fn stale_temp_files_of_a_killed_teach_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(".distill-k1ll3d.tmp"), "half").unwrap();
+        std::fs::write(out.join("logs.jsonl"), "").unwrap();
+        let lock = lock_out_dir(&out).unwrap();
+        assert!(!out.join(".distill-k1ll3d.tmp").exists());
+        assert!(out.join("logs.jsonl").exists());
+        drop(lock);
     }
 }

@@ -23,6 +23,8 @@ pub mod prompt;
 pub mod record;
 pub mod redact;
 pub mod softlabel;
+#[cfg(test)]
+mod test_server;
 
 pub use collect::{TeachOutcome, TeachRequest, teach};
 pub use error::{Error, Result};

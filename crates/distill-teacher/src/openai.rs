@@ -41,7 +41,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(spec: &OpenAiSpec) -> Result<Self> {
-        let api_key = match &spec.api_key_env {
+        let api_key = Self::key_from_env(spec)?;
+        Self::with_key(spec, api_key)
+    }
+
+    /// The key named by `teacher.api-key-env` (trimmed), if any.
+    fn key_from_env(spec: &OpenAiSpec) -> Result<Option<String>> {
+        Ok(match &spec.api_key_env {
             Some(var) => match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 _ => {
@@ -51,7 +57,11 @@ impl Client {
                 }
             },
             None => None,
-        };
+        })
+    }
+
+    /// A client sending `api_key` (what [`Client::new`] reads from the environment).
+    pub(crate) fn with_key(spec: &OpenAiSpec, api_key: Option<String>) -> Result<Self> {
         let timeout = Duration::try_from_secs_f64(spec.timeout_s).map_err(|_| {
             Error::Input(format!(
                 "teacher.timeout-s = {}: expected a finite number of seconds > 0",
@@ -120,18 +130,20 @@ impl Client {
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(Value::Null);
-        let ids: Vec<String> = body
+        let ids: Vec<&str> = body
             .get("data")
             .and_then(|d| d.as_array())
             .map(|a| {
                 a.iter()
-                    .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_string))
+                    .filter_map(|m| m.get("id").and_then(|i| i.as_str()))
                     .collect()
             })
             .unwrap_or_default();
-        if ids.is_empty() || ids.iter().any(|i| i == model) {
+        if ids.is_empty() || ids.contains(&model) {
             return Ok(());
         }
+        // Shown: redacted like everything else a server sends.
+        let ids: Vec<String> = ids.iter().map(|i| self.redactor.string(i)).collect();
         Err(Error::Input(format!(
             "teacher.model = `{model}` is not served by {}{}; it serves: {}",
             self.models_url,
@@ -171,14 +183,13 @@ impl Client {
         &self.redactor
     }
 
-    /// Send one request. Every string in the outcome (error messages, the
-    /// response body) has the key and `Bearer` tokens redacted.
+    /// Send one request. Error messages have the key and `Bearer` tokens
+    /// redacted. A response comes back as the server sent it, so that the
+    /// answer is interpreted unchanged: redact what is kept of it after
+    /// ([`Redactor::record`], [`Redactor::response`]).
     pub fn attempt(&self, body: &[u8]) -> Attempt {
         match self.attempt_raw(body) {
-            Attempt::Ok(mut v) => {
-                self.redactor.value(&mut v);
-                Attempt::Ok(v)
-            }
+            Attempt::Ok(v) => Attempt::Ok(v),
             Attempt::Retry {
                 kind,
                 message,
@@ -221,9 +232,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        // Redacted whole, before any snippet can cut a secret in two.
-        let text = match resp.body_mut().read_to_string() {
-            Ok(t) => self.redactor.string(&t),
+        // Messages show the body redacted whole, before any snippet can cut a
+        // secret in two; a response is parsed from the body as sent.
+        let raw = match resp.body_mut().read_to_string() {
+            Ok(t) => t,
             Err(e) => {
                 return Attempt::Retry {
                     kind: "invalid-response".into(),
@@ -232,27 +244,28 @@ impl Client {
                 };
             }
         };
+        let text = || self.redactor.string(&raw);
         if status == 429 {
             if let Some(d) = retry_after {
                 self.pause(d);
             }
             return Attempt::Retry {
                 kind: "http-429".into(),
-                message: format!("rate limited: {}", snippet(&text)),
+                message: format!("rate limited: {}", snippet(&text())),
                 retry_after,
             };
         }
         if status >= 500 || status == 408 || status == 409 {
             return Attempt::Retry {
                 kind: format!("http-{status}"),
-                message: snippet(&text),
+                message: snippet(&text()),
                 retry_after,
             };
         }
         if status != 200 {
             return Attempt::Fatal {
                 kind: format!("http-{status}"),
-                message: snippet(&text),
+                message: snippet(&text()),
             };
         }
         if !content_type.contains("json") {
@@ -260,21 +273,21 @@ impl Client {
                 kind: "invalid-response".into(),
                 message: format!(
                     "content type `{content_type}` is not JSON: {}",
-                    snippet(&text)
+                    snippet(&text())
                 ),
                 retry_after: None,
             };
         }
-        match serde_json::from_str::<Value>(&text) {
+        match serde_json::from_str::<Value>(&raw) {
             Ok(v) if v.pointer("/choices/0/message").is_some() => Attempt::Ok(v),
             Ok(_) => Attempt::Retry {
                 kind: "invalid-response".into(),
-                message: format!("no choices[0].message in {}", snippet(&text)),
+                message: format!("no choices[0].message in {}", snippet(&text())),
                 retry_after: None,
             },
             Err(e) => Attempt::Retry {
                 kind: "invalid-response".into(),
-                message: format!("invalid JSON ({e}): {}", snippet(&text)),
+                message: format!("invalid JSON ({e}): {}", snippet(&text())),
                 retry_after: None,
             },
         }
@@ -451,6 +464,60 @@ mod tests {
         assert_eq!(backoff(3, 500, 30_000, 1.0), Duration::from_millis(4000));
         assert_eq!(backoff(20, 500, 30_000, 1.0), Duration::from_millis(30_000));
         assert_eq!(backoff(1, 500, 30_000, 0.0), Duration::from_millis(500));
+    }
+
+    fn spec(base_url: &str) -> OpenAiSpec {
+        toml::from_str(&format!(
+            "base-url = \"{base_url}\"\nmodel = \"m\"\nmax-retries = 0\ntimeout-s = 10.0"
+        ))
+        .unwrap()
+    }
+
+    /// The model ids a server lists are shown when the model is not among
+    /// them: redacted like everything else a server sends.
+    #[test]
+    fn preflight_redacts_the_model_ids_it_shows() {
+        let listing = json!({"data": [{"id": "Bearer abcdefgh12345678"}, {"id": "n"}]}).to_string();
+        let url = crate::test_server::serve(vec![(200, listing)]);
+        let client = Client::new(&spec(&url)).unwrap();
+        let err = client.preflight("m").unwrap_err().to_string();
+        assert!(!err.contains("abcdefgh12345678"), "{err}");
+        assert!(err.contains("it serves: Bearer [REDACTED], n"), "{err}");
+
+        let key = "sk-live-0123456789";
+        let listing = json!({"data": [{"id": format!("model-{key}")}]}).to_string();
+        let url = crate::test_server::serve(vec![(200, listing)]);
+        let client = Client::with_key(&spec(&url), Some(key.into())).unwrap();
+        let err = client.preflight("m").unwrap_err().to_string();
+        assert!(!err.contains(key), "{err}");
+        assert!(err.contains("it serves: model-[REDACTED]"), "{err}");
+    }
+
+    /// A response comes back as the server sent it (labels are parsed from
+    /// it); error messages are redacted.
+    #[test]
+    fn responses_come_back_as_sent_and_errors_redacted() {
+        let key = "sk-live-0123456789";
+        let ok = json!({"choices": [{"message": {"content": "bearer instruments"}}]}).to_string();
+        let bad = json!({"error": format!("bad key Bearer {key}")}).to_string();
+        let url = crate::test_server::serve(vec![(200, ok), (401, bad)]);
+        let client = Client::with_key(&spec(&url), Some(key.into())).unwrap();
+        match client.attempt(b"{}") {
+            Attempt::Ok(v) => {
+                assert_eq!(v["choices"][0]["message"]["content"], "bearer instruments")
+            }
+            other => panic!("{other:?}"),
+        }
+        match client.attempt(b"{}") {
+            Attempt::Fatal { kind, message } => {
+                assert_eq!(kind, "http-401");
+                assert!(
+                    !message.contains(key) && message.contains("[REDACTED]"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

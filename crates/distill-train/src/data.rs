@@ -2,7 +2,7 @@
 
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
-use distill_core::hash::{seeded_u64, sha256_file, unit_interval};
+use distill_core::hash::{seeded_u64, unit_interval};
 use distill_core::types::{Example, Split, Task};
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
@@ -83,22 +83,27 @@ fn gold_of(ex: &Example, task: Task, index: &FxHashMap<&str, usize>, n: usize) -
     }
 }
 
+/// Teacher soft labels keyed by example id, and the sha256 of the very bytes
+/// they were parsed from (for lineage and the `--resume` check).
+#[derive(Debug, Clone)]
+pub struct TeacherTargets {
+    pub targets: FxHashMap<String, Vec<f32>>,
+    pub sha256: String,
+}
+
 /// Read teacher soft labels keyed by example id: a teacher-log directory
 /// (`logs.jsonl` from `distill teach`), a `logs.jsonl`, or a plain JSONL
 /// file of `{"id", "probs"}` lines, through the one teacher-log reader
-/// (`distill_core::teacher_log`): a partial last line (a killed `teach`) is
-/// ignored, any other invalid line is an error naming `file:line`. Failed
+/// (`distill_core::teacher_log`): a partial last line (a killed `teach`;
+/// a whole record without its newline is read) is ignored, any other invalid line is an error naming `file:line`. Failed
 /// records and records without probs are skipped; the last record of an id
-/// wins. Unknown labels are an error.
+/// wins. Unknown labels are an error. The file is read once: its sha256 is
+/// hashed in the same pass as it is parsed.
 ///
 /// `classify` probabilities are renormalised over the label set.
 /// `multilabel` probabilities are independent per label (BCE targets): they
 /// are kept as they are, and a value above 1 is an error.
-pub fn read_teacher(
-    path: &Path,
-    labels: &[String],
-    task: Task,
-) -> Result<FxHashMap<String, Vec<f32>>> {
+pub fn read_teacher(path: &Path, labels: &[String], task: Task) -> Result<TeacherTargets> {
     let file = distill_core::teacher_log::log_file(path);
     if !file.is_file() {
         return Err(Error::Input(format!(
@@ -109,7 +114,7 @@ pub fn read_teacher(
     let log = distill_core::teacher_log::read_log_lines(&file)?;
     if let Some(line) = log.partial {
         eprintln!(
-            "warning: {}:{line}: last line has no trailing newline (a killed `distill teach`); ignored",
+            "warning: {}:{line}: last line is cut short (no trailing newline, not a whole record: a killed `distill teach`?); ignored",
             file.display()
         );
     }
@@ -118,6 +123,7 @@ pub fn read_teacher(
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect();
+    let sha256 = log.sha256;
     let mut out = FxHashMap::default();
     for (rec, line) in log.records.into_iter().zip(log.line_numbers) {
         // Failed records and records without probs carry no soft label.
@@ -165,7 +171,10 @@ pub fn read_teacher(
             }
         }
     }
-    Ok(out)
+    Ok(TeacherTargets {
+        targets: out,
+        sha256,
+    })
 }
 
 impl TrainData {
@@ -197,16 +206,15 @@ impl TrainData {
         let (teacher_map, teacher_info) = match &config.teacher {
             Some(t) => {
                 let tp = resolve(base, t);
-                let map = read_teacher(&tp, &labels, task)?;
-                let file = distill_core::teacher_log::log_file(&tp);
-                let sha = sha256_file(&file)?;
+                // The lineage hash is of the bytes trained on (one read).
+                let read = read_teacher(&tp, &labels, task)?;
                 let info = TeacherInfo {
                     path: tp,
-                    sha256: sha,
-                    records: map.len(),
+                    sha256: read.sha256,
+                    records: read.targets.len(),
                     joined: 0,
                 };
-                (Some(map), Some(info))
+                (Some(read.targets), Some(info))
             }
             None => (None, None),
         };
@@ -316,11 +324,11 @@ mod tests {
         )
         .unwrap();
         let l = labels(&["a", "b", "c"]);
-        let m = read_teacher(&path, &l, Task::Multilabel).unwrap();
+        let m = read_teacher(&path, &l, Task::Multilabel).unwrap().targets;
         assert_eq!(m["x"], [0.9, 0.9, 0.1]);
         assert_eq!(m["y"], [0.0, 0.0, 0.0], "no label at all is a target too");
         // The same file for a single-label task is a distribution.
-        let m = read_teacher(&path, &l, Task::Classify).unwrap();
+        let m = read_teacher(&path, &l, Task::Classify).unwrap().targets;
         let sum: f32 = m["x"].iter().sum();
         assert!((sum - 1.0).abs() < 1e-6 && (m["x"][0] - 0.9 / 1.9).abs() < 1e-6);
         assert!(!m.contains_key("y"));
@@ -333,6 +341,21 @@ mod tests {
             err.contains("t.jsonl:1") && err.contains("above 1"),
             "{err}"
         );
+    }
+
+    /// A hand-made soft-label file whose last line has no newline: its last
+    /// record is trained on, and the lineage hash is of the bytes parsed.
+    #[test]
+    fn a_hand_made_file_without_a_final_newline_keeps_its_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soft.jsonl");
+        let text =
+            "{\"id\":\"x\",\"probs\":{\"a\":0.9,\"b\":0.1}}\n{\"id\":\"y\",\"probs\":{\"b\":1.0}}";
+        std::fs::write(&path, text).unwrap();
+        let read = read_teacher(&path, &labels(&["a", "b"]), Task::Classify).unwrap();
+        assert_eq!(read.targets.len(), 2, "the last record is kept");
+        assert_eq!(read.targets["y"], [0.0, 1.0]);
+        assert_eq!(read.sha256, distill_core::hash::sha256_hex(text.as_bytes()));
     }
 
     /// A log cut mid-line by a killed `distill teach` reads the same in
@@ -353,7 +376,9 @@ mod tests {
         let l = labels(&["a", "b"]);
 
         let curation = distill_data::teacher::TeacherLog::read(dir.path()).unwrap();
-        let training = read_teacher(dir.path(), &l, Task::Classify).unwrap();
+        let training = read_teacher(dir.path(), &l, Task::Classify)
+            .unwrap()
+            .targets;
         let mut trained: Vec<&str> = training.keys().map(String::as_str).collect();
         trained.sort_unstable();
         assert_eq!(curation.usable_ids(), ["one", "two"]);

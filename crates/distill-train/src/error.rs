@@ -16,6 +16,14 @@ pub enum Error {
     },
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// A checkpoint file whose sha256 is not the one its checkpoint recorded:
+    /// proven damaged (unlike a file that cannot be read or decoded).
+    #[error("{}: damaged: sha256 {found}, the checkpoint recorded {expected}", path.display())]
+    CheckpointDamaged {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error(transparent)]
     Core(#[from] distill_core::Error),
     #[error(transparent)]

@@ -189,7 +189,8 @@ pub fn write_checkpoint(
 pub const CHECKPOINT_STATE: &str = "state.json";
 
 /// Read a checkpoint's loop state after checking every file it lists against
-/// its recorded sha256. An error says which file is damaged.
+/// its recorded sha256. An error says which file is damaged
+/// ([`Error::CheckpointDamaged`] for a proven sha256 mismatch).
 pub fn read_checkpoint(checkpoint: &Path) -> Result<TrainState> {
     let record: CheckpointState = read_json(&checkpoint.join(CHECKPOINT_STATE))?;
     for (name, expected) in &record.sha256 {
@@ -202,9 +203,10 @@ pub fn read_checkpoint(checkpoint: &Path) -> Result<TrainState> {
         }
         let found = distill_core::hash::sha256_file(&path)?;
         if found != *expected {
-            return Err(Error::Checkpoint {
+            return Err(Error::CheckpointDamaged {
                 path,
-                message: format!("damaged: sha256 {found}, the checkpoint recorded {expected}"),
+                found,
+                expected: expected.clone(),
             });
         }
     }

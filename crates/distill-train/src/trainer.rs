@@ -201,9 +201,9 @@ fn lock_run_dir(dir: &Path) -> Result<distill_core::lock::DirLock> {
 }
 
 /// Restore the newest usable checkpoint of `checkpoints` (newest first): its
-/// loop state (hashes checked), weights and optimizer state. A damaged one is
-/// reported and the one before it tried; the damaged newer ones are then
-/// removed (the steps they held are redone, as after any resume).
+/// loop state (hashes checked), weights and optimizer state. An unusable one
+/// is reported and the one before it tried (the steps it held are redone, as
+/// after any resume); see [`restore_newest`] for which are removed.
 fn restore_checkpoint(
     checkpoints: &[PathBuf],
     model: &Student,
@@ -226,25 +226,42 @@ fn restore_checkpoint(
             })?;
         Ok((model, optim, state))
     };
+    Ok(restore_newest(checkpoints, restore)?
+        .map(|(ckpt, (model, optim, state))| (ckpt, model, optim, state)))
+}
+
+/// Restore the newest of `checkpoints` (newest first) that `restore` accepts,
+/// warning about each one it refuses. Once one is restored, the newer ones
+/// proven damaged (a file's sha256 is not the recorded one) are removed;
+/// newer ones that failed otherwise (an I/O error, a format of another
+/// version) are left in place. None restorable is an error.
+fn restore_newest<T>(
+    checkpoints: &[PathBuf],
+    mut restore: impl FnMut(&Path) -> Result<T>,
+) -> Result<Option<(PathBuf, T)>> {
     let mut damaged = Vec::new();
     for (i, ckpt) in checkpoints.iter().enumerate() {
         match restore(ckpt) {
-            Ok((model, optim, state)) => {
+            Ok(restored) => {
                 for bad in &damaged {
                     let _ = std::fs::remove_dir_all(bad);
                 }
-                return Ok(Some((ckpt.clone(), model, optim, state)));
+                return Ok(Some((ckpt.clone(), restored)));
             }
             Err(e) => {
+                let proven = matches!(e, Error::CheckpointDamaged { .. });
                 eprintln!(
-                    "warning: checkpoint {} is unusable: {e}; {}",
+                    "warning: checkpoint {} is unusable: {e}; {}{}",
                     ckpt.display(),
+                    if proven { "" } else { "left in place; " },
                     match checkpoints.get(i + 1) {
                         Some(previous) => format!("falling back to {}", previous.display()),
                         None => "no older checkpoint is left".to_string(),
                     }
                 );
-                damaged.push(ckpt.clone());
+                if proven {
+                    damaged.push(ckpt.clone());
+                }
             }
         }
     }
@@ -865,4 +882,69 @@ fn batch_loss(
         total = total + kd * w(w_kd);
     }
     total.sum() / b as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a checkpoint proven damaged (a sha256 mismatch) is removed after
+    /// a fallback; one that failed otherwise (an I/O error, a format of
+    /// another version) is left in place for the user to look at.
+    #[test]
+    fn only_checkpoints_proven_damaged_are_removed_after_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = |n: u32| {
+            let p = dir.path().join(format!("step-{n:09}"));
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        };
+        // Newest first.
+        let (damaged, unreadable, foreign, good) = (ckpt(4), ckpt(3), ckpt(2), ckpt(1));
+        let checkpoints = [
+            damaged.clone(),
+            unreadable.clone(),
+            foreign.clone(),
+            good.clone(),
+        ];
+        let restored = restore_newest(&checkpoints, |c: &Path| {
+            if c == damaged {
+                Err(Error::CheckpointDamaged {
+                    path: c.join("model.bpk"),
+                    found: "00".into(),
+                    expected: "11".into(),
+                })
+            } else if c == unreadable {
+                Err(Error::Checkpoint {
+                    path: c.join("optim.bpk"),
+                    message: "Permission denied (os error 13)".into(),
+                })
+            } else if c == foreign {
+                Err(Error::Checkpoint {
+                    path: c.join("optim.bpk"),
+                    message: "optimizer state: unknown format version".into(),
+                })
+            } else {
+                Ok(7)
+            }
+        })
+        .unwrap();
+        assert_eq!(restored, Some((good.clone(), 7)));
+        assert!(!damaged.exists(), "proven damaged: removed");
+        assert!(unreadable.exists(), "an I/O error proves nothing: kept");
+        assert!(foreign.exists(), "another version's format: kept");
+        assert!(good.exists());
+
+        // None restorable: an error, and nothing removed but the proven.
+        let err = restore_newest(std::slice::from_ref(&unreadable), |_| -> Result<()> {
+            Err(Error::Checkpoint {
+                path: unreadable.clone(),
+                message: "busy".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no usable checkpoint"), "{err}");
+        assert!(unreadable.exists());
+        assert_eq!(restore_newest(&[], |_| Ok(())).unwrap(), None);
+    }
 }

@@ -677,6 +677,32 @@ fn a_second_teach_into_a_locked_directory_fails_fast_and_leaves_the_log_alone() 
     assert_eq!(m["counts"]["records"], 6);
 }
 
+/// What `write_atomic` leaves when a teach is killed mid-rewrite of
+/// `logs.jsonl` or `teacher.json` is removed by the next teach into the
+/// directory, once it holds the lock; nothing else is.
+#[test]
+fn stale_temp_files_of_a_killed_teach_are_removed_and_nothing_else() {
+    let server = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant server");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    let cfg = openai_config(tmp.path(), &data, &server.base_url(), "cache = false\n");
+    let out = tmp.path().join("t");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::write(out.join(".distill-k1ll3d.tmp"), "half").expect("write");
+    std::fs::write(out.join("notes.txt"), "mine").expect("write");
+    let o = teach(&cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("removed 1 temporary file(s) left by an interrupted run"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join(".distill-k1ll3d.tmp").exists());
+    assert!(out.join("notes.txt").exists());
+    assert_eq!(manifest(&out)["counts"]["records"], 6);
+}
+
 #[test]
 fn duplicate_texts_are_sent_once_and_a_complete_run_says_complete() {
     let server = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
