@@ -266,7 +266,9 @@ fn set_path(table: &mut Table, dotted: &str, value: Value) -> std::result::Resul
         let entry = match entry {
             Value::Array(items) => {
                 let Some(index) = parts.get(i + 1).and_then(|p| p.parse::<usize>().ok()) else {
-                    return Err(format!("`{part}` is an array: name an element (`{part}.0.key`)"));
+                    return Err(format!(
+                        "`{part}` is an array: name an element (`{part}.0.key`)"
+                    ));
                 };
                 let len = items.len();
                 i += 1;
@@ -424,7 +426,8 @@ mod tests {
 
     #[test]
     fn overrides_reach_into_arrays_of_tables() {
-        let mut table: Table = toml::from_str("[[tiers]]\nbundle = \"a\"\n[[tiers]]\nbundle = \"b\"\n").unwrap();
+        let mut table: Table =
+            toml::from_str("[[tiers]]\nbundle = \"a\"\n[[tiers]]\nbundle = \"b\"\n").unwrap();
         set_path(&mut table, "tiers.1.threshold", Value::Float(0.9)).unwrap();
         assert_eq!(table["tiers"][1]["threshold"].as_float(), Some(0.9));
         assert!(set_path(&mut table, "tiers.5.threshold", Value::Float(0.9)).is_err());

@@ -41,7 +41,8 @@ impl Tier {
         format!(
             "{}@{}",
             self.name,
-            &self.predictor.manifest.bundle_sha256[..12.min(self.predictor.manifest.bundle_sha256.len())]
+            &self.predictor.manifest.bundle_sha256
+                [..12.min(self.predictor.manifest.bundle_sha256.len())]
         )
     }
 }
@@ -254,7 +255,12 @@ pub fn answer(
     {
         eprintln!("error: escalation log: {e}");
     }
-    match (&rec.error, rec.label.clone().or_else(|| rec.top().map(|t| t.0.to_string()))) {
+    match (
+        &rec.error,
+        rec.label
+            .clone()
+            .or_else(|| rec.top().map(|t| t.0.to_string())),
+    ) {
         (None, Some(label)) => {
             metrics.answered("upstream", "ok");
             let confidence = rec.probs.as_ref().and_then(|p| p.get(&label).copied());

@@ -22,7 +22,7 @@ pub mod upstream;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -140,6 +140,30 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     (status, axum::Json(body)).into_response()
 }
 
+/// Read a request body of at most `limit` bytes: a larger declared
+/// `Content-Length` is refused at once (413) without reading the body; a
+/// body that grows past the limit while streaming is refused too.
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the body is larger than max-body-bytes ({limit})"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large())
+}
+
 /// Parse a JSON body, with a 400 that says what is wrong.
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {
@@ -159,10 +183,15 @@ fn texts_of(v: &Value, max: usize) -> Result<(Vec<String>, bool), Response> {
         return Ok((vec![t.to_string()], true));
     }
     let Some(list) = v.get("texts").and_then(Value::as_array) else {
-        return Err(bad("expected {\"text\": \"..\"} or {\"texts\": [\"..\", ..]}"));
+        return Err(bad(
+            "expected {\"text\": \"..\"} or {\"texts\": [\"..\", ..]}",
+        ));
     };
     if list.len() > max {
-        return Err(bad(&format!("{} texts, more than max-batch ({max})", list.len())));
+        return Err(bad(&format!(
+            "{} texts, more than max-batch ({max})",
+            list.len()
+        )));
     }
     let texts = list
         .iter()
@@ -174,13 +203,20 @@ fn texts_of(v: &Value, max: usize) -> Result<(Vec<String>, bool), Response> {
 
 fn permit(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
     if state.draining.load(Ordering::SeqCst) {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is draining"));
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is draining",
+        ));
     }
     Arc::clone(&state.permits).try_acquire_owned().map_err(|_| {
         error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
-            format!("more than {} requests in progress", state.config.max_concurrency),
+            format!(
+                "more than {} requests in progress",
+                state.config.max_concurrency
+            ),
         )
     })
 }
@@ -203,7 +239,9 @@ async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, R
                     &st.metrics,
                     st.log.as_ref(),
                 );
-                st.metrics.request_seconds.observe(t0.elapsed().as_secs_f64());
+                st.metrics
+                    .request_seconds
+                    .observe(t0.elapsed().as_secs_f64());
                 a
             })
             .collect::<Result<Vec<_>, String>>()
@@ -212,7 +250,11 @@ async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, R
     match joined {
         Ok(Ok(answers)) => Ok(answers),
         Ok(Err(why)) => Err(error(StatusCode::BAD_GATEWAY, "upstream_error", why)),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string())),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )),
     }
 }
 
@@ -229,9 +271,13 @@ fn tier_headers(a: &Answer) -> HeaderMap {
     h
 }
 
-async fn classify(State(state): State<Shared>, body: Bytes) -> Response {
+async fn classify(State(state): State<Shared>, req: Request) -> Response {
     let _permit = match permit(&state) {
         Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body = match read_body(req, state.config.max_body_bytes).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let v = match parse_body(&body) {
@@ -255,9 +301,13 @@ async fn classify(State(state): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn decision(State(state): State<Shared>, body: Bytes) -> Response {
+async fn decision(State(state): State<Shared>, req: Request) -> Response {
     let _permit = match permit(&state) {
         Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body = match read_body(req, state.config.max_body_bytes).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let v = match parse_body(&body) {
@@ -308,9 +358,13 @@ fn last_user_text(v: &Value) -> Option<String> {
     }
 }
 
-async fn chat(State(state): State<Shared>, body: Bytes) -> Response {
+async fn chat(State(state): State<Shared>, req: Request) -> Response {
     let _permit = match permit(&state) {
         Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body = match read_body(req, state.config.max_body_bytes).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let v = match parse_body(&body) {
@@ -340,7 +394,10 @@ async fn chat(State(state): State<Shared>, body: Bytes) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let id = format!("chatcmpl-{}", &distill_core::hash::content_id(&format!("{created}{content}{}", a.tier))[..16]);
+    let id = format!(
+        "chatcmpl-{}",
+        &distill_core::hash::content_id(&format!("{created}{content}{}", a.tier))[..16]
+    );
     let headers = tier_headers(&a);
     if !stream {
         let body = json!({
@@ -360,7 +417,10 @@ async fn chat(State(state): State<Shared>, body: Bytes) -> Response {
     };
     let mut sse = String::new();
     for event in [
-        chunk(json!({"role": "assistant", "content": content}), Value::Null),
+        chunk(
+            json!({"role": "assistant", "content": content}),
+            Value::Null,
+        ),
         chunk(json!({}), json!("stop")),
     ] {
         sse.push_str("data: ");
@@ -369,7 +429,10 @@ async fn chat(State(state): State<Shared>, body: Bytes) -> Response {
     }
     sse.push_str("data: [DONE]\n\n");
     let mut headers = headers;
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     (headers, sse).into_response()
 }
@@ -407,7 +470,10 @@ async fn ready(State(state): State<Shared>) -> Response {
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -422,7 +488,11 @@ async fn reload(State(state): State<Shared>) -> Response {
             "reload_failed",
             format!("{e}; the previous bundles keep serving"),
         ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        ),
     }
 }
 
@@ -484,8 +554,10 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
 
 async fn watch_signals(state: Shared, stop: tokio::sync::watch::Sender<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         return;
     };
     loop {

@@ -37,8 +37,8 @@ impl EscalationLog {
     pub fn open(dir: &Path, params_hash: &str, log_texts: bool) -> Result<Self, crate::Error> {
         let lock = DirLock::acquire(dir, "distill serve")?;
         let _ = lock.remove_stale_temps(dir, &[]);
-        let (writer, records) = LogWriter::open(dir, params_hash)
-            .map_err(|e| crate::Error::Log(e.to_string()))?;
+        let (writer, records) =
+            LogWriter::open(dir, params_hash).map_err(|e| crate::Error::Log(e.to_string()))?;
         let texts = if log_texts {
             let path = dir.join(TEXTS_FILE);
             Some(
@@ -55,7 +55,10 @@ impl EscalationLog {
             inner: Mutex::new(Inner {
                 writer,
                 texts,
-                seen: records.into_iter().map(|r| (r.id.clone(), !r.failed())).collect(),
+                seen: records
+                    .into_iter()
+                    .map(|r| (r.id.clone(), !r.failed()))
+                    .collect(),
             }),
             dir: dir.to_path_buf(),
             _lock: lock,

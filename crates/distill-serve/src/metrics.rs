@@ -48,10 +48,26 @@ impl Metrics {
             "Upstream attempts by status (retries included)",
             upstream_attempts.clone(),
         );
-        registry.register("local_inference_seconds", "Time in the local tiers", local_seconds.clone());
-        registry.register("upstream_seconds", "Time waiting for the upstream", upstream_seconds.clone());
-        registry.register("request_seconds", "Total time per answer", request_seconds.clone());
-        registry.register("local_share", "Share of answers given locally", local_share.clone());
+        registry.register(
+            "local_inference_seconds",
+            "Time in the local tiers",
+            local_seconds.clone(),
+        );
+        registry.register(
+            "upstream_seconds",
+            "Time waiting for the upstream",
+            upstream_seconds.clone(),
+        );
+        registry.register(
+            "request_seconds",
+            "Total time per answer",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "local_share",
+            "Share of answers given locally",
+            local_share.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -68,7 +84,10 @@ impl Metrics {
 
     pub fn answered(&self, tier: &str, outcome: &str) {
         self.requests
-            .get_or_create(&vec![("tier".into(), tier.into()), ("outcome".into(), outcome.into())])
+            .get_or_create(&vec![
+                ("tier".into(), tier.into()),
+                ("outcome".into(), outcome.into()),
+            ])
             .inc();
         let total = self.answered_total.fetch_add(1, Ordering::Relaxed) + 1;
         let local = if tier.starts_with("local") {

@@ -52,9 +52,12 @@ impl Upstream {
             "via": "distill serve",
         });
         client.redactor().value(&mut params);
-        let params_hash =
-            sha256_hex(serde_json::to_string(&params).unwrap_or_default().as_bytes())[..16]
-                .to_string();
+        let params_hash = sha256_hex(
+            serde_json::to_string(&params)
+                .unwrap_or_default()
+                .as_bytes(),
+        )[..16]
+            .to_string();
         Ok(Upstream {
             spec: spec.clone(),
             client,
