@@ -119,7 +119,7 @@ pub fn route(tiers: &Tiers, text: &str, has_upstream: bool) -> Route {
             .predictor
             .predict(&[text], 1)
             .pop()
-            .unwrap_or_else(|| empty_prediction());
+            .unwrap_or_else(empty_prediction);
         let escalate = p.escalate == Some(true);
         if escalate {
             let oos = tier

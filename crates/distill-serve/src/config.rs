@@ -150,3 +150,21 @@ impl ServeConfig {
         distill_core::run_layout::resolve(&self.base, p)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_loads_and_bad_values_are_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/serve/sms_spam.toml");
+        let c = ServeConfig::load(&path, &[]).unwrap();
+        assert_eq!(c.tiers.len(), 1);
+        assert_eq!(c.on_upstream_error, OnUpstreamError::Local);
+        assert!(c.log.as_ref().unwrap().log_texts);
+        let err = ServeConfig::load(&path, &["tiers.0.threshold=1.5".into()]).unwrap_err();
+        assert!(err.to_string().contains("tiers[0].threshold"), "{err}");
+        let err = ServeConfig::load(&path, &["tiers.0.treshold=0.5".into()]).unwrap_err();
+        assert!(err.to_string().contains("did you mean"), "{err}");
+    }
+}
