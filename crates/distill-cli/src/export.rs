@@ -159,6 +159,41 @@ fn read_line_bounded(
     Ok(Some(Ok(())))
 }
 
+/// Read stdin line by line (bounded, see [`read_line_bounded`]) and call
+/// `each` after every line with its input (`None` for a rejected or empty
+/// line) and whether more input is already waiting. Returns the number of
+/// rejected lines.
+fn stdin_inputs(
+    max_line_bytes: usize,
+    mut each: impl FnMut(Option<Input>, bool) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let mut buf = Vec::new();
+    let (mut line_no, mut rejected) = (0usize, 0usize);
+    while let Some(r) =
+        read_line_bounded(&mut reader, &mut buf, max_line_bytes).context("reading stdin")?
+    {
+        line_no += 1;
+        let input = match r {
+            Err(len) => {
+                eprintln!(
+                    "stdin line {line_no}: {len} bytes, longer than --max-line-bytes {max_line_bytes}, skipped"
+                );
+                rejected += 1;
+                None
+            }
+            Ok(()) if buf.is_empty() => None,
+            Ok(()) => {
+                let parsed = parse_line(line_no, &buf);
+                rejected += usize::from(parsed.is_none());
+                parsed
+            }
+        };
+        each(input, !reader.buffer().is_empty())?;
+    }
+    Ok(rejected)
+}
+
 /// Parse one stdin line: plain text, or JSON with `text` and an optional `id`.
 fn parse_line(n: usize, line: &[u8]) -> Option<Input> {
     let Ok(text) = std::str::from_utf8(line) else {
@@ -250,28 +285,10 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
     } else if let Some(n) = args.timing {
         // Timing needs every input up front.
         let mut all = Vec::new();
-        let mut reader = std::io::BufReader::new(std::io::stdin().lock());
-        let mut buf = Vec::new();
-        let mut line_no = 0;
-        while let Some(r) = read_line_bounded(&mut reader, &mut buf, args.max_line_bytes)
-            .context("reading stdin")?
-        {
-            line_no += 1;
-            match r {
-                Err(len) => {
-                    eprintln!(
-                        "stdin line {line_no}: {len} bytes, longer than --max-line-bytes {}, skipped",
-                        args.max_line_bytes
-                    );
-                    tally.rejected += 1;
-                }
-                Ok(()) if buf.is_empty() => {}
-                Ok(()) => match parse_line(line_no, &buf) {
-                    Some(i) => all.push(i),
-                    None => tally.rejected += 1,
-                },
-            }
-        }
+        tally.rejected += stdin_inputs(args.max_line_bytes, |input, _| {
+            all.extend(input);
+            Ok(())
+        })?;
         let texts: Vec<&str> = all.iter().map(|i| i.text.as_str()).collect();
         eprintln!("timing {}", timing(&predictor, &texts, n, batch_size));
         for chunk in all.chunks(batch_size) {
@@ -281,33 +298,20 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
         // Stream: answer a batch when it is full or when no more input is
         // already waiting, so an interactive caller gets each answer at once
         // and a bulk pipe gets batches; memory is bounded by one batch.
-        let mut reader = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
-        let mut buf = Vec::new();
         let mut batch: Vec<Input> = Vec::with_capacity(batch_size);
-        let mut line_no = 0;
-        while let Some(r) = read_line_bounded(&mut reader, &mut buf, args.max_line_bytes)
-            .context("reading stdin")?
-        {
-            line_no += 1;
-            match r {
-                Err(len) => {
-                    eprintln!(
-                        "stdin line {line_no}: {len} bytes, longer than --max-line-bytes {}, skipped",
-                        args.max_line_bytes
-                    );
-                    tally.rejected += 1;
-                }
-                Ok(()) if buf.is_empty() => {}
-                Ok(()) => match parse_line(line_no, &buf) {
-                    Some(i) => batch.push(i),
-                    None => tally.rejected += 1,
-                },
-            }
-            if !batch.is_empty() && (batch.len() >= batch_size || reader.buffer().is_empty()) {
-                answer(&predictor, &batch, batch_size, &mut out, &mut tally)?;
+        let mut answered = Tally::default();
+        let rejected = stdin_inputs(args.max_line_bytes, |input, waiting| {
+            batch.extend(input);
+            if !batch.is_empty() && (batch.len() >= batch_size || !waiting) {
+                answer(&predictor, &batch, batch_size, &mut out, &mut answered)?;
                 batch.clear();
             }
-        }
+            Ok(())
+        })?;
+        tally = Tally {
+            rejected: tally.rejected + rejected,
+            ..answered
+        };
         if !batch.is_empty() {
             answer(&predictor, &batch, batch_size, &mut out, &mut tally)?;
         }

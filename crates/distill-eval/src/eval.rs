@@ -50,7 +50,8 @@ fn model_dir(run: &Path) -> Result<PathBuf> {
     )))
 }
 
-fn run_config(run: &Path) -> Result<ExperimentConfig> {
+/// The run's (or bundle's) config file; an error when there is none.
+fn config_path(run: &Path) -> Result<PathBuf> {
     let path = if is_bundle(run) {
         run.join(distill_export::bundle::CONFIG_FILE)
     } else {
@@ -63,6 +64,11 @@ fn run_config(run: &Path) -> Result<ExperimentConfig> {
             distill_train::run::CONFIG_FILE
         )));
     }
+    Ok(path)
+}
+
+fn run_config(run: &Path) -> Result<ExperimentConfig> {
+    let path = config_path(run)?;
     if is_bundle(run) {
         // A bundle's config is data from elsewhere: it may not pull in other
         // files (`extends` could name anything on this machine).
@@ -142,6 +148,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub fn evaluate(req: &EvalRequest) -> Result<SuiteReport> {
     let started = Instant::now();
     req.suite.validate()?;
+    config_path(&req.run)?;
     let mdir = model_dir(&req.run)?;
     // Reports go into the run (or bundle): hold its lock while writing.
     let _lock = distill_core::lock::DirLock::acquire(&req.run, "distill eval")?;

@@ -224,6 +224,17 @@ fn permit(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Response>
     })
 }
 
+/// What every inference route does first: a permit (429 beyond
+/// `max-concurrency`, 503 while draining), the bounded body, its JSON.
+async fn prelude(
+    state: &Shared,
+    req: Request,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, Value), Response> {
+    let permit = permit(state)?;
+    let body = read_body(req, state.config.max_body_bytes).await?;
+    Ok((permit, parse_body(&body)?))
+}
+
 /// Run the cascade on blocking threads (the upstream call waits).
 async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, Response> {
     let st = Arc::clone(state);
@@ -261,6 +272,16 @@ async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, R
     }
 }
 
+/// [`prelude`], then the texts of `{"text"}` or `{"texts"}` (and whether it was one).
+async fn texts_request(
+    state: &Shared,
+    req: Request,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, Vec<String>, bool), Response> {
+    let (permit, v) = prelude(state, req).await?;
+    let (texts, single) = texts_of(&v, state.config.max_batch)?;
+    Ok((permit, texts, single))
+}
+
 fn tier_headers(a: &Answer) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&a.tier) {
@@ -275,19 +296,7 @@ fn tier_headers(a: &Answer) -> HeaderMap {
 }
 
 async fn classify(State(state): State<Shared>, req: Request) -> Response {
-    let _permit = match permit(&state) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let body = match read_body(req, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (texts, single) = match texts_of(&v, state.config.max_batch) {
+    let (_permit, texts, single) = match texts_request(&state, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -305,19 +314,7 @@ async fn classify(State(state): State<Shared>, req: Request) -> Response {
 }
 
 async fn decision(State(state): State<Shared>, req: Request) -> Response {
-    let _permit = match permit(&state) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let body = match read_body(req, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match parse_body(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (texts, single) = match texts_of(&v, state.config.max_batch) {
+    let (_permit, texts, single) = match texts_request(&state, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -362,16 +359,8 @@ fn last_user_text(v: &Value) -> Option<String> {
 }
 
 async fn chat(State(state): State<Shared>, req: Request) -> Response {
-    let _permit = match permit(&state) {
+    let (_permit, v) = match prelude(&state, req).await {
         Ok(p) => p,
-        Err(r) => return r,
-    };
-    let body = match read_body(req, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match parse_body(&body) {
-        Ok(v) => v,
         Err(r) => return r,
     };
     let Some(text) = last_user_text(&v) else {

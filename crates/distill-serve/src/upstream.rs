@@ -6,7 +6,7 @@
 use distill_core::hash::{SplitMix64, sha256_hex};
 use distill_core::teacher_log::{TeacherId, TeacherRecord};
 use distill_core::types::{Example, Task};
-use distill_teacher::collect::{Gauges, label_one};
+use distill_teacher::collect::{Gauges, label_one, openai_params};
 use distill_teacher::config::OpenAiSpec;
 use distill_teacher::interpret::Interpreter;
 use distill_teacher::openai::{Client, request_body};
@@ -37,21 +37,8 @@ impl Upstream {
         }
         let prompt = Prompt::new(spec, Task::Classify, labels, &[], &[], seed);
         let interp = Interpreter::new(Task::Classify, labels, &[], spec.answer);
-        let mut params = serde_json::json!({
-            "base_url": spec.base_url,
-            "model": spec.model,
-            "system": prompt.system,
-            "template": prompt.template,
-            "answer": spec.answer,
-            "temperature": spec.temperature,
-            "max_tokens": spec.max_tokens,
-            "logprobs": spec.logprobs,
-            "top_logprobs": spec.top_logprobs,
-            "labels": labels,
-            "seed": seed,
-            "via": "distill serve",
-        });
-        client.redactor().value(&mut params);
+        let mut params = openai_params(&client, spec, &prompt, Task::Classify, &[], labels, seed);
+        params["via"] = serde_json::json!("distill serve");
         let params_hash = sha256_hex(
             serde_json::to_string(&params)
                 .unwrap_or_default()

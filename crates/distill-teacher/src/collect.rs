@@ -284,24 +284,7 @@ impl Plan {
         let cache = spec
             .cache
             .then(|| Cache::new(spec.cache_dir.clone().unwrap_or_else(Cache::default_dir)));
-        let mut params = serde_json::json!({
-            "base_url": spec.base_url,
-            "model": spec.model,
-            "system": prompt.system,
-            "template": prompt.template,
-            "answer": spec.answer,
-            "few_shot": prompt.shot_ids,
-            "temperature": spec.temperature,
-            "max_tokens": spec.max_tokens,
-            "logprobs": spec.logprobs,
-            "top_logprobs": spec.top_logprobs,
-            "json_schema": spec.json_schema && task == Task::Extract,
-            "fields": fields,
-            "labels": labels,
-            "seed": config.seed,
-        });
-        // Stored in teacher.json: never the key, whatever a prompt holds.
-        client.redactor().value(&mut params);
+        let params = openai_params(&client, spec, &prompt, task, &fields, labels, config.seed);
         Ok(Plan::Openai(Box::new(OpenAiPlan {
             spec: spec.clone(),
             client,
@@ -327,6 +310,38 @@ impl Plan {
             params,
         )
     }
+}
+
+/// Every parameter that shapes an OpenAI-compatible teacher's answers, in
+/// the clear but never with the key (it goes into `teacher.json` and the
+/// params hash that identifies a teacher setup).
+pub fn openai_params(
+    client: &Client,
+    spec: &OpenAiSpec,
+    prompt: &Prompt,
+    task: Task,
+    fields: &[String],
+    labels: &[String],
+    seed: u64,
+) -> serde_json::Value {
+    let mut params = serde_json::json!({
+        "base_url": spec.base_url,
+        "model": spec.model,
+        "system": prompt.system,
+        "template": prompt.template,
+        "answer": spec.answer,
+        "few_shot": prompt.shot_ids,
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+        "logprobs": spec.logprobs,
+        "top_logprobs": spec.top_logprobs,
+        "json_schema": spec.json_schema && task == Task::Extract,
+        "fields": fields,
+        "labels": labels,
+        "seed": seed,
+    });
+    client.redactor().value(&mut params);
+    params
 }
 
 /// Shared counters for the progress line and the run stats.
