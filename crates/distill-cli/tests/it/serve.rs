@@ -326,3 +326,67 @@ fn upstream_failures_degrade_to_the_local_answer_or_502() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn reload_swaps_verified_bundles_and_keeps_the_old_ones_on_failure_and_sigkill_loses_no_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = bundle(tmp.path());
+    let upstream = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
+        .expect("instant upstream");
+    let log = tmp.path().join("escalations");
+    let cfg = config(tmp.path(), &bundle, upstream.port, &log);
+    let mut server = serve(&cfg, &["tiers.0.threshold=1.0"]);
+    let base = server.base.clone();
+    let (code, v, _) = post(&base, "/admin/reload", b"");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["reloaded"], 1);
+    // A tampered bundle is refused on reload; the loaded one keeps serving.
+    let w = bundle.join("weights.bpk");
+    let good = std::fs::read(&w).expect("read");
+    std::fs::write(&w, &good[..good.len() / 2]).expect("truncate");
+    let (code, v, _) = post(&base, "/admin/reload", b"");
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("sha256 mismatch"),
+        "{v}"
+    );
+    for i in 0..5 {
+        let (code, v, _) = post(
+            &base,
+            "/v1/classify",
+            json!({"text": format!("prize draw {i}")})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["tier"], "upstream");
+    }
+    std::fs::write(&w, &good).expect("restore");
+    // SIGKILL: the log keeps every record written, with no partial line,
+    // and a restarted server appends to it.
+    let pid = server.child.id();
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let _ = server.child.wait();
+    let contents =
+        distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("teacher log");
+    assert_eq!(contents.records.len(), 5);
+    assert!(contents.partial.is_none());
+    let server = serve(&cfg, &["tiers.0.threshold=1.0"]);
+    let (code, _, _) = post(
+        &server.base,
+        "/v1/classify",
+        br#"{"text": "one more prize"}"#,
+    );
+    assert_eq!(code, 200);
+    drop(server);
+    let contents =
+        distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("teacher log");
+    assert_eq!(contents.records.len(), 6);
+}
