@@ -224,14 +224,13 @@ impl BundlePredictor {
 
     /// Answer raw texts, `batch_size` per forward pass.
     pub fn predict(&self, texts: &[&str], batch_size: usize) -> Vec<Prediction> {
-        let encoded = self.encode(texts);
-        let seqs: Vec<Vec<u32>> = encoded.iter().map(|(ids, _)| ids.clone()).collect();
+        let (seqs, truncated): (Vec<Vec<u32>>, Vec<bool>) = self.encode(texts).into_iter().unzip();
         let probs = self.predictor.predict_seqs(&seqs, batch_size);
         let labels = &self.manifest.labels;
         probs
             .iter()
-            .zip(&encoded)
-            .map(|(p, (_, truncated))| match self.manifest.task {
+            .zip(&truncated)
+            .map(|(p, truncated)| match self.manifest.task {
                 Task::Multilabel => Prediction {
                     label: None,
                     confidence: None,

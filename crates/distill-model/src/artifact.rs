@@ -338,24 +338,15 @@ impl Predictor {
 
     /// Featurize one raw text: the model's preprocessing, then its featurizer.
     pub fn encode_text(&self, text: &str) -> Vec<u32> {
-        if self.meta.preprocess.is_empty() {
-            self.featurizer.encode(text)
-        } else {
-            self.featurizer.encode(&self.meta.preprocess.apply(text))
-        }
+        // Without steps, `apply` borrows the text: no copy.
+        self.featurizer.encode(&self.meta.preprocess.apply(text))
     }
 
     /// Featurize raw texts: the model's preprocessing (normalise, redact PII),
     /// then its featurizer, in parallel.
     pub fn encode_texts(&self, texts: &[&str]) -> Vec<Vec<u32>> {
         use rayon::prelude::*;
-        if self.meta.preprocess.is_empty() {
-            return self.featurizer.encode_all(texts);
-        }
-        texts
-            .par_iter()
-            .map(|t| self.featurizer.encode(&self.meta.preprocess.apply(t)))
-            .collect()
+        texts.par_iter().map(|t| self.encode_text(t)).collect()
     }
 
     /// Featurize texts that already went through `applied` (a dataset's

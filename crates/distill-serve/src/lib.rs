@@ -25,7 +25,7 @@ pub mod upstream;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -124,7 +124,7 @@ type Shared = Arc<AppState>;
 
 /// The router over a loaded state.
 pub fn router(state: Shared) -> Router {
-    let limit = state.config.max_body_bytes;
+    // Bodies are read by `read_body`, which enforces max-body-bytes.
     Router::new()
         .route("/v1/classify", post(classify))
         .route("/v1/decision", post(decision))
@@ -134,7 +134,6 @@ pub fn router(state: Shared) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/admin/reload", post(reload))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 

@@ -110,14 +110,27 @@ fn config(tmp: &Path, bundle: &Path, upstream_port: u16, log: &Path) -> PathBuf 
     path
 }
 
-#[test]
-fn the_cascade_answers_locally_escalates_the_rest_and_logs_teacher_data() {
+/// A trained bundle, the instant upstream answering `spam`, and a serve
+/// config over both with an escalation log.
+fn setup() -> (
+    tempfile::TempDir,
+    PathBuf,
+    distill_testkit::instant::InstantServer,
+    PathBuf,
+    PathBuf,
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bundle = bundle(tmp.path());
     let upstream = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
         .expect("instant upstream");
     let log = tmp.path().join("escalations");
     let cfg = config(tmp.path(), &bundle, upstream.port, &log);
+    (tmp, bundle, upstream, log, cfg)
+}
+
+#[test]
+fn the_cascade_answers_locally_escalates_the_rest_and_logs_teacher_data() {
+    let (_tmp, _bundle, upstream, log, cfg) = setup();
     let server = serve(&cfg, &[]);
     let base = &server.base;
 
@@ -329,12 +342,7 @@ fn upstream_failures_degrade_to_the_local_answer_or_502() {
 
 #[test]
 fn reload_swaps_verified_bundles_and_keeps_the_old_ones_on_failure_and_sigkill_loses_no_line() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let bundle = bundle(tmp.path());
-    let upstream = distill_testkit::instant::InstantServer::start(None, "spam", "ham")
-        .expect("instant upstream");
-    let log = tmp.path().join("escalations");
-    let cfg = config(tmp.path(), &bundle, upstream.port, &log);
+    let (_tmp, bundle, _upstream, log, cfg) = setup();
     let mut server = serve(&cfg, &["tiers.0.threshold=1.0"]);
     let base = server.base.clone();
     let (code, v, _) = post(&base, "/admin/reload", b"");
