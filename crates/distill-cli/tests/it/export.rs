@@ -689,3 +689,58 @@ fn preprocessing_travels_with_the_model() {
         info["metrics"]["test_accuracy"].as_f64()
     );
 }
+
+#[test]
+fn predict_bounds_stdin_lines_and_survives_a_closed_stdout() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+        "--set",
+        "train.max-steps=5",
+        "--set",
+        "model.buckets=4096",
+    ]));
+    let bundle = export(&run, "burn", "none");
+    let run_predict = |input: Vec<u8>, keep_stdout: bool| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
+            .args([
+                "predict",
+                "--bundle",
+                &s(&bundle),
+                "--max-line-bytes",
+                "100",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        if !keep_stdout {
+            drop(child.stdout.take());
+        }
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = stdin.write_all(&input);
+        drop(stdin);
+        child.wait_with_output().expect("wait")
+    };
+    // A line over the bound is reported and skipped; the lines around it are answered.
+    let mut input = b"hello there\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 5000));
+    input.extend(b"\nwin a prize\n");
+    let o = run_predict(input, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    assert!(
+        stderr(&o).contains("stdin line 2: 5001 bytes, longer than --max-line-bytes 100"),
+        "{}",
+        stderr(&o)
+    );
+    // Nobody reads stdout: no panic, no crash.
+    let o = run_predict(b"hello\n".repeat(5000), false);
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_ne!(o.status.code(), Some(101));
+}
