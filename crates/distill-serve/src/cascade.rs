@@ -244,6 +244,21 @@ pub fn answer(
         metrics.answered(&a.tier, "ok");
         return Ok(a);
     };
+    // The upstream failed or is cooling down: the local answer flagged
+    // `degraded`, or an error (502).
+    let failed = |why: String| {
+        if on_error_local {
+            metrics.answered(&format!("local-{}", route.local_tier), "degraded");
+            Ok(Answer::local(tiers, &route, true, true))
+        } else {
+            metrics.answered("upstream", "error");
+            Err(why)
+        }
+    };
+    if up.cooling_down() {
+        metrics.cooldown_skips.inc();
+        return failed("the upstream is cooling down after repeated failures".into());
+    }
     // What leaves the device is redacted by the model's own preprocessing.
     let clean = tiers.preprocess().apply(text).into_owned();
     let id = content_id(&clean);
@@ -285,18 +300,10 @@ pub fn answer(
                 upstream_output: rec.output.clone(),
             })
         }
-        (err, _) => {
-            let why = err
-                .as_ref()
+        (err, _) => failed(
+            err.as_ref()
                 .map(|e| format!("{}: {}", e.kind, e.message))
-                .unwrap_or_else(|| "the upstream's answer is not one of the labels".into());
-            if on_error_local {
-                metrics.answered(&format!("local-{}", route.local_tier), "degraded");
-                Ok(Answer::local(tiers, &route, true, true))
-            } else {
-                metrics.answered("upstream", "error");
-                Err(why)
-            }
-        }
+                .unwrap_or_else(|| "the upstream's answer is not one of the labels".into()),
+        ),
     }
 }

@@ -53,6 +53,26 @@ pub struct ServeConfig {
     /// Seconds a draining server waits for requests in flight.
     #[serde(default = "d_drain_s")]
     pub drain_s: u64,
+    /// Seconds a request may take in all (the upstream's retries included);
+    /// beyond it, 504.
+    #[serde(default = "d_deadline_s")]
+    pub deadline_s: f64,
+    /// After this many upstream failures in a row, stop asking it for
+    /// `cooldown-s` seconds (escalations are then answered as
+    /// `on-upstream-error` says, at once). 0 turns the cooldown off.
+    #[serde(default = "d_cooldown_after")]
+    pub cooldown_after: u32,
+    #[serde(default = "d_cooldown_s")]
+    pub cooldown_s: f64,
+    /// The environment variable holding a bearer token that the inference
+    /// (`/v1/*`) and admin (`/admin/*`) routes require. `/health`, `/ready`
+    /// and `/metrics` stay open (probes and scrapers).
+    #[serde(default)]
+    pub auth_token_env: Option<String>,
+    /// One JSON line per request on stderr (request id, route, status, tier,
+    /// content ids of the texts, never the texts).
+    #[serde(default = "yes")]
+    pub request_log: bool,
     /// Directory of the config file (tier bundles and the log resolve from here).
     #[serde(skip)]
     pub base: PathBuf,
@@ -110,6 +130,15 @@ fn d_max_batch() -> usize {
 fn d_drain_s() -> u64 {
     30
 }
+fn d_deadline_s() -> f64 {
+    60.0
+}
+fn d_cooldown_after() -> u32 {
+    5
+}
+fn d_cooldown_s() -> f64 {
+    30.0
+}
 fn yes() -> bool {
     true
 }
@@ -141,6 +170,25 @@ impl ServeConfig {
         }
         if self.max_concurrency == 0 || self.max_body_bytes == 0 || self.max_batch == 0 {
             return bad("max-concurrency, max-body-bytes and max-batch must be > 0".into());
+        }
+        if self.max_concurrency > (u32::MAX >> 3) as usize {
+            return bad(format!("max-concurrency {} is too large", self.max_concurrency));
+        }
+        for (key, v) in [("deadline-s", self.deadline_s), ("cooldown-s", self.cooldown_s)] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return bad(format!("{key} {v} must be in (0, 86400]"));
+            }
+        }
+        if let Some(var) = &self.auth_token_env {
+            match std::env::var(var) {
+                Ok(t) if t.len() >= 16 => {}
+                Ok(_) => {
+                    return bad(format!(
+                        "auth-token-env: the token in ${var} is shorter than 16 characters"
+                    ));
+                }
+                Err(_) => return bad(format!("auth-token-env: ${var} is not set")),
+            }
         }
         Ok(())
     }

@@ -61,6 +61,9 @@ pub struct AppState {
     log: Option<log::EscalationLog>,
     draining: AtomicBool,
     permits: Arc<tokio::sync::Semaphore>,
+    /// The bearer token of `auth-token-env` (never logged or printed).
+    token: Option<String>,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -68,7 +71,13 @@ impl AppState {
     pub fn new(config: ServeConfig) -> Result<Self, Error> {
         let tiers = Tiers::load(&config)?;
         let upstream = match &config.upstream {
-            Some(spec) => Some(Arc::new(upstream::Upstream::new(spec, tiers.labels(), 0)?)),
+            Some(spec) => Some(Arc::new(upstream::Upstream::new(
+                spec,
+                tiers.labels(),
+                0,
+                config.cooldown_after,
+                config.cooldown_s,
+            )?)),
             None => None,
         };
         let log = match (&config.log, &upstream) {
@@ -80,7 +89,13 @@ impl AppState {
             _ => None,
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(config.max_concurrency));
+        let token = config
+            .auth_token_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok());
         Ok(AppState {
+            token,
+            requests: std::sync::atomic::AtomicU64::new(0),
             tiers: RwLock::new(Arc::new(tiers)),
             upstream,
             metrics: metrics::Metrics::new(),
@@ -134,7 +149,121 @@ pub fn router(state: Shared) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/admin/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            around,
+        ))
         .with_state(state)
+}
+
+/// What a handler served, for the request log (content ids, not texts).
+#[derive(Clone, Default)]
+struct Served {
+    ids: Vec<String>,
+    tiers: Vec<String>,
+    escalated: usize,
+    degraded: usize,
+}
+
+impl Served {
+    fn of(texts: &[String], answers: &[Answer]) -> Served {
+        Served {
+            ids: texts.iter().map(|t| distill_core::hash::content_id(t)).collect(),
+            tiers: answers.iter().map(|a| a.tier.clone()).collect(),
+            escalated: answers.iter().filter(|a| a.escalated).count(),
+            degraded: answers.iter().filter(|a| a.degraded).count(),
+        }
+    }
+}
+
+/// Compare two tokens in time independent of where they differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every request: a request id (the client's `x-request-id` when it is
+/// short and plain), the bearer token on `/v1/*` and `/admin/*`, the
+/// deadline on inference routes (504), and one JSON log line on stderr.
+async fn around(
+    State(state): State<Shared>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t0 = Instant::now();
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req-{n}"));
+    let path = req.uri().path().to_string();
+    let method = req.method().to_string();
+    let guarded = path.starts_with("/v1/") || path.starts_with("/admin/");
+    let mut response = if guarded
+        && let Some(token) = &state.token
+        && !req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|t| same_token(t, token.as_bytes()))
+    {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "a valid `Authorization: Bearer <token>` header is required",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    } else if path.starts_with("/v1/") {
+        let deadline = std::time::Duration::from_secs_f64(state.config.deadline_s);
+        match tokio::time::timeout(deadline, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request took longer than deadline-s ({} s)",
+                    state.config.deadline_s
+                ),
+            ),
+        }
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    if state.config.request_log && path != "/metrics" && path != "/health" {
+        let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let line = json!({
+            "ts": (ts * 1000.0).round() / 1000.0,
+            "request_id": id,
+            "method": method,
+            "path": path,
+            "status": response.status().as_u16(),
+            "ms": (t0.elapsed().as_secs_f64() * 1e5).round() / 100.0,
+            "texts": served.ids.len(),
+            "text_ids": &served.ids[..served.ids.len().min(32)],
+            "tiers": &served.tiers[..served.tiers.len().min(32)],
+            "escalated": served.escalated,
+            "degraded": served.degraded,
+        });
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+    response
 }
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
@@ -234,10 +363,17 @@ async fn prelude(
     Ok((permit, parse_body(&body)?))
 }
 
-/// Run the cascade on blocking threads (the upstream call waits).
-async fn answer_all(state: &Shared, texts: Vec<String>) -> Result<Vec<Answer>, Response> {
+/// Run the cascade on blocking threads (the upstream call waits). The
+/// permit is held until the work ends, even when the client (or the
+/// deadline) gave up on it first.
+async fn answer_all(
+    state: &Shared,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    texts: Vec<String>,
+) -> Result<Vec<Answer>, Response> {
     let st = Arc::clone(state);
     let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let tiers = st.tiers();
         let on_error_local = st.config.on_upstream_error == OnUpstreamError::Local;
         texts
@@ -295,21 +431,28 @@ fn tier_headers(a: &Answer) -> HeaderMap {
 }
 
 async fn classify(State(state): State<Shared>, req: Request) -> Response {
-    let (_permit, texts, single) = match texts_request(&state, req).await {
+    let (permit, texts, single) = match texts_request(&state, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    match answer_all(&state, texts).await {
-        Ok(answers) if single => {
-            let a = &answers[0];
-            (tier_headers(a), axum::Json(a.to_json())).into_response()
-        }
-        Ok(answers) => axum::Json(json!({
+    let ids = Served::of(&texts, &[]).ids;
+    let answers = match answer_all(&state, permit, texts).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut response = if single {
+        let a = &answers[0];
+        (tier_headers(a), axum::Json(a.to_json())).into_response()
+    } else {
+        axum::Json(json!({
             "results": answers.iter().map(Answer::to_json).collect::<Vec<_>>()
         }))
-        .into_response(),
-        Err(r) => r,
-    }
+        .into_response()
+    };
+    let mut served = Served::of(&[], &answers);
+    served.ids = ids;
+    response.extensions_mut().insert(served);
+    response
 }
 
 async fn decision(State(state): State<Shared>, req: Request) -> Response {
@@ -317,12 +460,18 @@ async fn decision(State(state): State<Shared>, req: Request) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
+    let mut served = Served::of(&texts, &[]);
     let tiers = state.tiers();
     let has_upstream = state.upstream.is_some();
     let out: Vec<Value> = texts
         .iter()
         .map(|t| {
             let r = cascade::route(&tiers, t, has_upstream);
+            served.tiers.push(
+                r.tier
+                    .map(|i| format!("local-{i}"))
+                    .unwrap_or_else(|| "upstream".into()),
+            );
             json!({
                 "tier": r.tier.map(|i| format!("local-{i}")).unwrap_or_else(|| "upstream".into()),
                 "escalate": r.tier.is_none(),
@@ -332,11 +481,13 @@ async fn decision(State(state): State<Shared>, req: Request) -> Response {
             })
         })
         .collect();
-    if single {
+    let mut response = if single {
         axum::Json(out.into_iter().next().unwrap_or(Value::Null)).into_response()
     } else {
         axum::Json(json!({ "results": out })).into_response()
-    }
+    };
+    response.extensions_mut().insert(served);
+    response
 }
 
 /// The text of the last user message (a string, or text parts).
@@ -358,7 +509,7 @@ fn last_user_text(v: &Value) -> Option<String> {
 }
 
 async fn chat(State(state): State<Shared>, req: Request) -> Response {
-    let (_permit, v) = match prelude(&state, req).await {
+    let (permit, v) = match prelude(&state, req).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -371,10 +522,24 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
     };
     let stream = v["stream"] == json!(true);
     // The tier is decided (and the upstream asked) before the first byte.
-    let a = match answer_all(&state, vec![text]).await {
+    let served_id = Served::of(std::slice::from_ref(&text), &[]).ids;
+    let a = match answer_all(&state, permit, vec![text]).await {
         Ok(mut a) => a.remove(0),
         Err(r) => return r,
     };
+    let mut served = Served::of(&[], std::slice::from_ref(&a));
+    served.ids = served_id;
+    // Local answers carry the calibrated probabilities as the label
+    // tokens' logprobs when asked (`distill teach` reads them as soft labels).
+    let logprobs = (v["logprobs"] == json!(true) && a.tier != "upstream").then(|| {
+        let k = v["top_logprobs"].as_u64().unwrap_or(0).min(20) as usize;
+        let lp = |p: f64| p.max(1e-12).ln();
+        json!({"content": [{
+            "token": a.label.clone().unwrap_or_default(),
+            "logprob": lp(a.confidence.unwrap_or(0.0)),
+            "top_logprobs": a.top.iter().take(k).map(|(l, p)| json!({"token": l, "logprob": lp(*p)})).collect::<Vec<_>>(),
+        }]})
+    });
     let content = a
         .upstream_output
         .clone()
@@ -393,16 +558,18 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
     if !stream {
         let body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": a.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": logprobs, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "distill": a.to_json(),
         });
-        return (headers, axum::Json(body)).into_response();
+        let mut r = (headers, axum::Json(body)).into_response();
+        r.extensions_mut().insert(served);
+        return r;
     }
-    let chunk = |delta: Value, finish: Value| {
+    let chunk = |delta: Value, logprobs: Option<Value>, finish: Value| {
         json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": a.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
             "distill": a.to_json(),
         })
     };
@@ -410,9 +577,10 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
     for event in [
         chunk(
             json!({"role": "assistant", "content": content}),
+            logprobs,
             Value::Null,
         ),
-        chunk(json!({}), json!("stop")),
+        chunk(json!({}), None, json!("stop")),
     ] {
         sse.push_str("data: ");
         sse.push_str(&event.to_string());
@@ -425,7 +593,9 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    (headers, sse).into_response()
+    let mut r = (headers, sse).into_response();
+    r.extensions_mut().insert(served);
+    r
 }
 
 async fn models(State(state): State<Shared>) -> Response {

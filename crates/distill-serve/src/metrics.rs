@@ -22,6 +22,10 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     pub request_seconds: Histogram,
     local_share: Gauge<f64, AtomicU64>,
+    /// Times the upstream went into cooldown.
+    pub cooldowns: Counter,
+    /// Escalations answered without asking the upstream (it was cooling down).
+    pub cooldown_skips: Counter,
     answered_total: AtomicU64,
     answered_local: AtomicU64,
 }
@@ -68,8 +72,22 @@ impl Metrics {
             "Share of answers given locally",
             local_share.clone(),
         );
+        let cooldowns = Counter::default();
+        let cooldown_skips = Counter::default();
+        registry.register(
+            "upstream_cooldowns",
+            "Times the upstream went into cooldown after repeated failures",
+            cooldowns.clone(),
+        );
+        registry.register(
+            "upstream_cooldown_skips",
+            "Escalations not sent upstream because it was cooling down",
+            cooldown_skips.clone(),
+        );
         Metrics {
             registry,
+            cooldowns,
+            cooldown_skips,
             requests,
             escalations,
             upstream_attempts,

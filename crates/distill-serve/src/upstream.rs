@@ -12,7 +12,8 @@ use distill_teacher::interpret::Interpreter;
 use distill_teacher::openai::{Client, request_body};
 use distill_teacher::prompt::Prompt;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 pub struct Upstream {
     spec: OpenAiSpec,
@@ -24,12 +25,63 @@ pub struct Upstream {
     stop: AtomicBool,
     jitter: Mutex<SplitMix64>,
     seed: u64,
+    breaker: Breaker,
+}
+
+/// The cooldown after repeated failures: `after` failures in a row (each
+/// already retried with backoff) open it for `cooldown`; the first call
+/// after that is a probe, whose success closes it.
+struct Breaker {
+    after: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    until: Mutex<Option<Instant>>,
+}
+
+impl Breaker {
+    fn open(&self) -> bool {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                // Cooled down: let calls through again (one failure reopens it).
+                *until = None;
+                self.failures
+                    .store(self.after.saturating_sub(1), Ordering::SeqCst);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Count one call's outcome; true when this failure opened the breaker.
+    fn record(&self, failed: bool) -> bool {
+        if !failed {
+            self.failures.store(0, Ordering::SeqCst);
+            return false;
+        }
+        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.after > 0 && n >= self.after {
+            let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+            if until.is_none() {
+                *until = Some(Instant::now() + self.cooldown);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl Upstream {
     /// Build the client (its key from `api-key-env`) and check the endpoint
     /// when `preflight` is on.
-    pub fn new(spec: &OpenAiSpec, labels: &[String], seed: u64) -> Result<Self, crate::Error> {
+    pub fn new(
+        spec: &OpenAiSpec,
+        labels: &[String],
+        seed: u64,
+        cooldown_after: u32,
+        cooldown_s: f64,
+    ) -> Result<Self, crate::Error> {
         let err = |e: distill_teacher::Error| crate::Error::Upstream(e.to_string());
         let client = Client::new(spec).map_err(err)?;
         if spec.preflight {
@@ -59,6 +111,12 @@ impl Upstream {
             stop: AtomicBool::new(false),
             jitter: Mutex::new(SplitMix64(seed ^ 0x5e4e)),
             seed,
+            breaker: Breaker {
+                after: cooldown_after,
+                cooldown: Duration::from_secs_f64(cooldown_s),
+                failures: AtomicU32::new(0),
+                until: Mutex::new(None),
+            },
         })
     }
 
@@ -66,8 +124,15 @@ impl Upstream {
         &self.spec.model
     }
 
+    /// True while the upstream is cooling down after repeated failures:
+    /// escalations are not sent to it.
+    pub fn cooling_down(&self) -> bool {
+        self.breaker.open()
+    }
+
     /// Ask about one (already redacted) text; the record carries the answer
-    /// or the error, and the attempts made.
+    /// or the error, and the attempts made. A failure other than an answer
+    /// outside the label set counts towards the cooldown.
     pub fn ask(&self, id: &str, text: &str, metrics: &crate::metrics::Metrics) -> TeacherRecord {
         let body = request_body(&self.spec, self.prompt.messages(text), None, self.seed);
         let ex = Example {
@@ -106,6 +171,16 @@ impl Upstream {
             None => "ok",
             Some(e) => e.kind.as_str(),
         });
+        let failed = rec.error.as_ref().is_some_and(|e| e.kind != "parse");
+        if self.breaker.record(failed) {
+            metrics.cooldowns.inc();
+            eprintln!(
+                "warning: upstream failed {} times in a row ({}); not asking it for {:.0} s",
+                self.breaker.after,
+                rec.error.as_ref().map(|e| e.kind.as_str()).unwrap_or(""),
+                self.breaker.cooldown.as_secs_f64()
+            );
+        }
         rec
     }
 }

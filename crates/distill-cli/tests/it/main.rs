@@ -6,6 +6,7 @@ mod demo;
 mod eval;
 mod export;
 mod serve;
+mod serve_loop;
 mod snapshots;
 mod teach;
 mod train;

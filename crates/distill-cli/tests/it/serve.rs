@@ -8,14 +8,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-fn s(p: &Path) -> String {
+pub(crate) fn s(p: &Path) -> String {
     p.to_str().expect("utf8").to_string()
 }
 
-/// A served `distill serve`; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
+/// A served `distill serve`; killed on drop. Its stderr (the request log)
+/// is drained into `log` so the pipe never fills.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -25,11 +27,18 @@ impl Drop for Server {
     }
 }
 
-fn serve(config: &Path, sets: &[&str]) -> Server {
+pub(crate) fn serve(config: &Path, sets: &[&str]) -> Server {
+    serve_env(config, sets, &[])
+}
+
+pub(crate) fn serve_env(config: &Path, sets: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill"));
     cmd.args(["serve", &s(config), "--port", "0"]);
     for set in sets {
         cmd.args(["--set", set]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd
         .current_dir(repo())
@@ -37,22 +46,33 @@ fn serve(config: &Path, sets: &[&str]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn distill serve");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("read address");
     if line.trim().is_empty() {
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err);
-        panic!("distill serve did not start: {err}");
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        panic!("distill serve did not start: {}", log.lock().unwrap_or_else(|p| p.into_inner()));
     }
     Server {
         child,
         base: line.trim().to_string(),
+        log,
     }
 }
 
-fn post(base: &str, path: &str, body: &[u8]) -> (u16, Value, Option<String>) {
+pub(crate) fn post(base: &str, path: &str, body: &[u8]) -> (u16, Value, Option<String>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -73,7 +93,7 @@ fn post(base: &str, path: &str, body: &[u8]) -> (u16, Value, Option<String>) {
     (status, v, tier)
 }
 
-fn get(base: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(base: &str, path: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
