@@ -172,9 +172,15 @@ impl ServeConfig {
             return bad("max-concurrency, max-body-bytes and max-batch must be > 0".into());
         }
         if self.max_concurrency > (u32::MAX >> 3) as usize {
-            return bad(format!("max-concurrency {} is too large", self.max_concurrency));
+            return bad(format!(
+                "max-concurrency {} is too large",
+                self.max_concurrency
+            ));
         }
-        for (key, v) in [("deadline-s", self.deadline_s), ("cooldown-s", self.cooldown_s)] {
+        for (key, v) in [
+            ("deadline-s", self.deadline_s),
+            ("cooldown-s", self.cooldown_s),
+        ] {
             if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
                 return bad(format!("{key} {v} must be in (0, 86400]"));
             }

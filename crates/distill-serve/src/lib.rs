@@ -168,7 +168,10 @@ struct Served {
 impl Served {
     fn of(texts: &[String], answers: &[Answer]) -> Served {
         Served {
-            ids: texts.iter().map(|t| distill_core::hash::content_id(t)).collect(),
+            ids: texts
+                .iter()
+                .map(|t| distill_core::hash::content_id(t))
+                .collect(),
             tiers: answers.iter().map(|a| a.tier.clone()).collect(),
             escalated: answers.iter().filter(|a| a.escalated).count(),
             degraded: answers.iter().filter(|a| a.degraded).count(),
@@ -242,7 +245,11 @@ async fn around(
         response.headers_mut().insert("x-request-id", v);
     }
     if state.config.request_log && path != "/metrics" && path != "/health" {
-        let served = response.extensions().get::<Served>().cloned().unwrap_or_default();
+        let served = response
+            .extensions()
+            .get::<Served>()
+            .cloned()
+            .unwrap_or_default();
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())

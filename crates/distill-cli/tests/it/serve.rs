@@ -63,7 +63,10 @@ pub(crate) fn serve_env(config: &Path, sets: &[&str], env: &[(&str, &str)]) -> S
     if line.trim().is_empty() {
         let _ = child.wait();
         std::thread::sleep(std::time::Duration::from_millis(200));
-        panic!("distill serve did not start: {}", log.lock().unwrap_or_else(|p| p.into_inner()));
+        panic!(
+            "distill serve did not start: {}",
+            log.lock().unwrap_or_else(|p| p.into_inner())
+        );
     }
     Server {
         child,
@@ -417,4 +420,339 @@ fn reload_swaps_verified_bundles_and_keeps_the_old_ones_on_failure_and_sigkill_l
     let contents =
         distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("teacher log");
     assert_eq!(contents.records.len(), 6);
+}
+
+/// The sum of a Prometheus counter family's samples whose labels contain `filter`.
+fn counter(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn upstream_faults_are_retried_with_exact_accounting_and_a_cooldown_follows_repeated_failure() {
+    use distill_testkit::proxy::{Fault, FaultProxy};
+    let (tmp, _bundle, upstream, log, cfg) = setup();
+    // Chat request n gets schedule[n]: every fault once, each followed by a pass.
+    let faults = [
+        Fault::RateLimit { retry_after_s: 1 },
+        Fault::ServerError,
+        Fault::Hang { secs: 3.0 },
+        Fault::Truncate,
+        Fault::InvalidJson,
+    ];
+    let schedule: Vec<Fault> = faults.iter().flat_map(|f| [*f, Fault::Pass]).collect();
+    let proxy =
+        FaultProxy::start(&format!("http://127.0.0.1:{}", upstream.port), schedule).expect("proxy");
+    let server = serve(
+        &cfg,
+        &[
+            "tiers.0.threshold=1.0",
+            &format!("upstream.base-url=\"{}\"", proxy.base_url()),
+            "upstream.timeout-s=1",
+            "upstream.preflight=false",
+        ],
+    );
+    let t0 = std::time::Instant::now();
+    for i in 0..faults.len() {
+        let (code, v, _) = post(
+            &server.base,
+            "/v1/classify",
+            json!({"text": format!("fault case {i}")})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(
+            v["tier"], "upstream",
+            "case {i}: retried past the fault: {v}"
+        );
+        assert_eq!(v["degraded"], false);
+        if i == 0 {
+            assert!(
+                t0.elapsed().as_secs_f64() >= 1.0,
+                "Retry-After: 1 was honoured"
+            );
+        }
+    }
+    let (_, m) = get(&server.base, "/metrics");
+    let attempts = "distill_serve_upstream_attempts_total";
+    assert_eq!(counter(&m, attempts, "status=\"ok\""), 5.0, "{m}");
+    assert_eq!(
+        counter(&m, attempts, ""),
+        10.0,
+        "one fault + one pass each: {m}"
+    );
+    assert_eq!(counter(&m, attempts, "status=\"http-429\""), 1.0, "{m}");
+    assert_eq!(counter(&m, attempts, "status=\"http-500\""), 1.0, "{m}");
+    assert_eq!(
+        proxy
+            .stats
+            .chat_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        10
+    );
+    assert_eq!(
+        proxy.stats.faults.load(std::sync::atomic::Ordering::SeqCst),
+        5
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "distill_serve_requests_total",
+            "tier=\"upstream\",outcome=\"ok\""
+        ),
+        5.0
+    );
+    drop(server);
+    let contents = distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("log");
+    assert_eq!(contents.records.len(), 5);
+    assert!(contents.records.iter().all(|r| !r.failed()));
+
+    // Every call fails (500, retried twice): after two failed requests the
+    // upstream cools down and the third is answered locally at once.
+    proxy.set_schedule(vec![Fault::ServerError]);
+    let server = serve(
+        &cfg,
+        &[
+            "tiers.0.threshold=1.0",
+            &format!("upstream.base-url=\"{}\"", proxy.base_url()),
+            "upstream.preflight=false",
+            "cooldown-after=2",
+            "cooldown-s=600",
+        ],
+    );
+    for i in 0..3 {
+        let (code, v, _) = post(
+            &server.base,
+            "/v1/classify",
+            json!({"text": format!("down {i}")}).to_string().as_bytes(),
+        );
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["degraded"], true, "{v}");
+    }
+    let (_, m) = get(&server.base, "/metrics");
+    assert_eq!(
+        counter(&m, attempts, "status=\"http-500\""),
+        6.0,
+        "2 requests x 3 attempts: {m}"
+    );
+    assert_eq!(
+        counter(&m, "distill_serve_upstream_cooldowns_total", ""),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        counter(&m, "distill_serve_upstream_cooldown_skips_total", ""),
+        1.0,
+        "{m}"
+    );
+    drop(server);
+    drop(tmp);
+}
+
+#[test]
+fn the_official_openai_client_works_streaming_and_not_on_both_tiers() {
+    let (tmp, _bundle, _upstream, _log, cfg) = setup();
+    let py = Command::new("bash")
+        .arg(repo().join("scripts/install-openai-client.sh"))
+        .output()
+        .expect("install the openai client");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let python = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let script = tmp.path().join("client.py");
+    std::fs::write(
+        &script,
+        r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-unused-by-distill-0000", max_retries=0)
+msgs = [{"role": "system", "content": "Label the SMS."},
+        {"role": "user", "content": "see you at dinner tonight, love you"}]
+raw = client.chat.completions.with_raw_response.create(
+    model="distill", messages=msgs, logprobs=True, top_logprobs=2)
+r = raw.parse()
+lp = r.choices[0].logprobs
+out = {
+    "content": r.choices[0].message.content,
+    "tier_header": raw.headers.get("x-distill-tier"),
+    "distill": r.to_dict().get("distill"),
+    "top_logprobs": [t.token for t in lp.content[0].top_logprobs] if lp and lp.content else None,
+}
+chunks = list(client.chat.completions.create(model="distill", messages=msgs, stream=True))
+out["streamed"] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+out["finish"] = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+out["models"] = [m.id for m in client.models.list().data]
+print(json.dumps(out))
+"#,
+    )
+    .expect("script");
+    let run = |base: &str| -> Value {
+        let o = Command::new(&python)
+            .arg(&script)
+            .arg(base)
+            .output()
+            .expect("python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    // Everything local (threshold 0): the label is the assistant's content.
+    let server = serve(&cfg, &["tiers.0.threshold=0.0"]);
+    let v = run(&server.base);
+    assert_eq!(v["content"], "ham", "{v}");
+    assert_eq!(v["tier_header"], "local-0", "{v}");
+    assert_eq!(v["distill"]["tier"], "local-0", "{v}");
+    assert_eq!(v["top_logprobs"][0], "ham", "{v}");
+    assert_eq!(v["streamed"], "ham", "{v}");
+    assert_eq!(v["finish"], "stop", "{v}");
+    assert_eq!(v["models"].as_array().map(Vec::len), Some(2), "{v}");
+    drop(server);
+    // Everything escalated (threshold 1): the upstream's answer comes back.
+    let server = serve(&cfg, &["tiers.0.threshold=1.0"]);
+    let v = run(&server.base);
+    assert_eq!(v["content"], "spam", "{v}");
+    assert_eq!(v["tier_header"], "upstream", "{v}");
+    assert_eq!(v["distill"]["escalated"], true, "{v}");
+    assert_eq!(v["streamed"], "spam", "{v}");
+}
+
+#[test]
+fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin() {
+    let (tmp, bundle, _upstream, _log, cfg) = setup();
+    let token = "s3cret-token-for-the-test-0123";
+    let server = serve_env(
+        &cfg,
+        &["auth-token-env=\"DISTILL_TEST_TOKEN\""],
+        &[("DISTILL_TEST_TOKEN", token)],
+    );
+    let base = server.base.clone();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |agent: &ureq::Agent, path: &str, auth: Option<&str>, body: &str| -> u16 {
+        let mut req = agent.post(&format!("{base}{path}"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", &format!("Bearer {a}"));
+        }
+        req.header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .expect("request")
+            .status()
+            .as_u16()
+    };
+    let one = r#"{"text": "free prize, call now"}"#;
+    assert_eq!(call(&agent, "/v1/classify", None, one), 401);
+    assert_eq!(
+        call(
+            &agent,
+            "/v1/classify",
+            Some("wrong-token-wrong-token-00"),
+            one
+        ),
+        401
+    );
+    assert_eq!(call(&agent, "/admin/reload", None, ""), 401);
+    assert_eq!(call(&agent, "/v1/classify", Some(token), one), 200);
+    assert_eq!(get(&base, "/health").0, 200, "probes stay open");
+
+    // Four clients, 150 requests each, while the bundle is re-exported in
+    // place and reloaded (HTTP and SIGHUP) again and again: none fails.
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (failures, done) = (failures.clone(), done.clone());
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                for i in 0..150 {
+                    let body =
+                        json!({"text": format!("client {c} message {i}: are you free tonight?")});
+                    let status = agent
+                        .post(&format!("{base}/v1/classify"))
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .send(body.to_string().as_bytes())
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    if status != 200 {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let run = bundle
+        .parent()
+        .and_then(Path::parent)
+        .expect("the run holds the bundle")
+        .to_path_buf();
+    let mut reloads = 0;
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 600 {
+        if reloads % 3 == 0 {
+            ok(&["export", &s(&run), "--format", "burn", "--out", &s(&bundle)]);
+        }
+        if reloads % 2 == 0 {
+            assert_eq!(call(&agent, "/admin/reload", Some(token), ""), 200);
+        } else {
+            let st = Command::new("kill")
+                .args(["-HUP", &server.child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(st.success());
+        }
+        reloads += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for c in clients {
+        c.join().expect("client");
+    }
+    assert!(reloads >= 3, "{reloads} reloads");
+    assert_eq!(
+        failures.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "after {reloads} reloads"
+    );
+    // The request log: one JSON line per request, ids not texts, no token.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = server.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(!log.contains(token), "the token leaked into the log");
+    assert!(
+        !log.contains("are you free tonight"),
+        "a text leaked into the log"
+    );
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["path"] == "/v1/classify")
+        .collect();
+    assert_eq!(
+        lines.len(),
+        603,
+        "one line per request (2 refused, 1 + 600 answered)"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["request_id"].is_string() && l["ms"].is_number())
+    );
+    assert_eq!(lines.iter().filter(|l| l["status"] == 401).count(), 2);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["text_ids"][0].as_str().map(str::len) == Some(24)),
+        "{:?}",
+        lines.last()
+    );
+    drop(tmp);
 }

@@ -203,10 +203,7 @@ fn escalations_train_the_next_student_and_the_local_share_rises_while_accuracy_h
     let exp = dir.join("exp");
 
     // The big model, served as an OpenAI-compatible endpoint.
-    let big_run = train(
-        &experiment(dir, "loop-big", "big-data.toml", None),
-        &exp,
-    );
+    let big_run = train(&experiment(dir, "loop-big", "big-data.toml", None), &exp);
     let big_bundle = last_line_path(&ok(&["export", &s(&big_run), "--format", "burn"]));
     let teacher_cfg = write(
         &dir.join("teacher.toml"),
@@ -218,14 +215,7 @@ fn escalations_train_the_next_student_and_the_local_share_rises_while_accuracy_h
     let v1 = train(&experiment(dir, "loop-student", "data.toml", None), &exp);
     let acc_v1 = eval_accuracy(&v1, &suite);
     let edge = dir.join("edge");
-    ok(&[
-        "export",
-        &s(&v1),
-        "--format",
-        "burn",
-        "--out",
-        &s(&edge),
-    ]);
+    ok(&["export", &s(&v1), "--format", "burn", "--out", &s(&edge)]);
     let cascade_cfg = write(
         &dir.join("cascade.toml"),
         &format!(
@@ -248,23 +238,15 @@ fn escalations_train_the_next_student_and_the_local_share_rises_while_accuracy_h
     // The next student: the same config plus the escalation log as teacher.
     let v2_cfg = experiment(dir, "loop-student-v2", "data-v2.toml", Some(&esc));
     let v2 = train(&v2_cfg, &exp);
-    let run: Value =
-        serde_json::from_slice(&std::fs::read(v2.join("run.json")).expect("run.json"))
-            .expect("json");
+    let run: Value = serde_json::from_slice(&std::fs::read(v2.join("run.json")).expect("run.json"))
+        .expect("json");
     let joined = run.pointer("/counts/teacher").and_then(Value::as_u64);
     let acc_v2 = eval_accuracy(&v2, &suite);
     // v1 still serves: measure it now (test texts escalated from here on
     // are logged after v2 was trained on the log, so nothing leaks).
     let share_before = local_share(&cascade, &texts(held_out));
     let cascade_acc_before = accuracy(&classify(&cascade, &texts(test)), &labels(test));
-    ok(&[
-        "export",
-        &s(&v2),
-        "--format",
-        "burn",
-        "--out",
-        &s(&edge),
-    ]);
+    ok(&["export", &s(&v2), "--format", "burn", "--out", &s(&edge)]);
     let (code, v, _) = post(&cascade.base, "/admin/reload", b"");
     assert_eq!(code, 200, "{v}");
     let (_, ready) = get(&cascade.base, "/ready");
