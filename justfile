@@ -32,4 +32,8 @@ bench-compare:
 bench-predict:
     bash bench/predict.sh
 
-bench: bench-curate bench-train bench-teach bench-eval bench-compare bench-predict
+bench: bench-curate bench-train bench-teach bench-eval bench-compare bench-predict bench-serve
+
+# Serving: distill serve (local-only and 20% escalated) vs FastAPI + uvicorn + onnxruntime, plus a soak.
+bench-serve:
+    bash bench/serve.sh

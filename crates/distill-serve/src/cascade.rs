@@ -99,6 +99,7 @@ impl Reason {
 }
 
 /// Where the cascade would answer, and the local answers on the way.
+#[derive(Clone)]
 pub struct Route {
     /// Index of the answering tier; `None`: the upstream.
     pub tier: Option<usize>,
@@ -230,6 +231,20 @@ pub fn answer(
     log: Option<&crate::log::EscalationLog>,
 ) -> Result<Answer, String> {
     let route = route(tiers, text, upstream.is_some());
+    finish(tiers, upstream, text, route, on_error_local, metrics, log)
+}
+
+/// Answer one text whose local route is known: locally (never blocks), or
+/// from the upstream (blocks while it is asked).
+pub fn finish(
+    tiers: &Tiers,
+    upstream: Option<&Upstream>,
+    text: &str,
+    route: Route,
+    on_error_local: bool,
+    metrics: &crate::metrics::Metrics,
+    log: Option<&crate::log::EscalationLog>,
+) -> Result<Answer, String> {
     metrics.local_seconds.observe(route.local_seconds);
     if let Some(r) = route.reason {
         metrics.escalation(r.as_str());

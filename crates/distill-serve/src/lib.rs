@@ -21,6 +21,7 @@ pub mod cascade;
 pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod reqlog;
 pub mod upstream;
 
 use axum::Router;
@@ -64,6 +65,7 @@ pub struct AppState {
     /// The bearer token of `auth-token-env` (never logged or printed).
     token: Option<String>,
     requests: std::sync::atomic::AtomicU64,
+    request_log: Option<reqlog::RequestLog>,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
             .as_ref()
             .and_then(|v| std::env::var(v).ok());
         Ok(AppState {
+            request_log: config.request_log.then(reqlog::RequestLog::stderr),
             token,
             requests: std::sync::atomic::AtomicU64::new(0),
             tiers: RwLock::new(Arc::new(tiers)),
@@ -130,6 +133,9 @@ impl AppState {
 
     pub fn flush(&self) {
         if let Some(l) = &self.log {
+            l.sync();
+        }
+        if let Some(l) = &self.request_log {
             l.sync();
         }
     }
@@ -244,7 +250,10 @@ async fn around(
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    if state.config.request_log && path != "/metrics" && path != "/health" {
+    if let Some(log) = &state.request_log
+        && path != "/metrics"
+        && path != "/health"
+    {
         let served = response
             .extensions()
             .get::<Served>()
@@ -267,8 +276,7 @@ async fn around(
             "escalated": served.escalated,
             "degraded": served.degraded,
         });
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        log.line(&line.to_string());
     }
     response
 }
@@ -370,7 +378,13 @@ async fn prelude(
     Ok((permit, parse_body(&body)?))
 }
 
-/// Run the cascade on blocking threads (the upstream call waits). The
+/// Texts per request routed on the async worker itself; larger batches go
+/// to a blocking thread at once.
+const INLINE_TEXTS: usize = 8;
+
+/// Run the cascade. The local tiers answer in microseconds, so small
+/// requests are routed right here; only when the upstream must be asked
+/// (or the batch is large) does the work move to a blocking thread. The
 /// permit is held until the work ends, even when the client (or the
 /// deadline) gave up on it first.
 async fn answer_all(
@@ -378,26 +392,58 @@ async fn answer_all(
     permit: tokio::sync::OwnedSemaphorePermit,
     texts: Vec<String>,
 ) -> Result<Vec<Answer>, Response> {
+    let t0 = Instant::now();
+    let tiers = state.tiers();
+    let has_upstream = state.upstream.is_some();
+    let on_error_local = state.config.on_upstream_error == OnUpstreamError::Local;
+    let routes = (texts.len() <= INLINE_TEXTS).then(|| {
+        texts
+            .iter()
+            .map(|t| cascade::route(&tiers, t, has_upstream))
+            .collect::<Vec<_>>()
+    });
+    if let Some(routes) = &routes
+        && routes.iter().all(|r| r.tier.is_some())
+    {
+        let answers = texts
+            .iter()
+            .zip(routes.iter().cloned())
+            .map(|(t, r)| {
+                cascade::finish(&tiers, None, t, r, on_error_local, &state.metrics, None)
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|why| error(StatusCode::BAD_GATEWAY, "upstream_error", why))?;
+        let per = t0.elapsed().as_secs_f64() / answers.len().max(1) as f64;
+        for _ in &answers {
+            state.metrics.request_seconds.observe(per);
+        }
+        drop(permit);
+        return Ok(answers);
+    }
     let st = Arc::clone(state);
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let tiers = st.tiers();
-        let on_error_local = st.config.on_upstream_error == OnUpstreamError::Local;
+        let mut routes = routes.map(Vec::into_iter);
         texts
             .iter()
             .map(|t| {
-                let t0 = Instant::now();
-                let a = cascade::answer(
+                let t1 = Instant::now();
+                let route = routes
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or_else(|| cascade::route(&tiers, t, has_upstream));
+                let a = cascade::finish(
                     &tiers,
                     st.upstream.as_deref(),
                     t,
+                    route,
                     on_error_local,
                     &st.metrics,
                     st.log.as_ref(),
                 );
                 st.metrics
                     .request_seconds
-                    .observe(t0.elapsed().as_secs_f64());
+                    .observe(t1.elapsed().as_secs_f64());
                 a
             })
             .collect::<Result<Vec<_>, String>>()

@@ -12,7 +12,9 @@ use std::io::Write;
 const USAGE: &str = "usage: distill-testkit <command>
 
 commands:
-  instant [PORT]      an OpenAI-compatible endpoint that answers at once
+  instant [PORT [LABEL [ALT]]]
+                      an OpenAI-compatible endpoint that answers LABEL (default spam,
+                      logprobs with ALT, default ham) at once; PORT 0: a free port
   llama [PARALLEL]    start llama-server (SmolLM2-135M) and print its base URL
   proxy --upstream URL [options]
                       a fault-injecting proxy in front of an OpenAI-compatible server
@@ -172,9 +174,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("instant") => {
-            let port = args.get(1).and_then(|p| p.parse().ok());
+            let port = args.get(1).and_then(|p| p.parse().ok()).filter(|&p| p != 0);
+            let label = args.get(2).map(String::as_str).unwrap_or("spam");
+            let alternative = args.get(3).map(String::as_str).unwrap_or("ham");
             serve(
-                distill_testkit::instant::InstantServer::start(port, "spam", "ham"),
+                distill_testkit::instant::InstantServer::start(port, label, alternative),
                 |s| s.base_url(),
             );
         }

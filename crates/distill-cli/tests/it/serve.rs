@@ -756,3 +756,50 @@ fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin()
     );
     drop(tmp);
 }
+
+#[test]
+fn the_documented_config_serves_against_the_real_llama_server_teacher() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = bundle(tmp.path());
+    let llama = distill_testkit::llama::LlamaServer::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let log = tmp.path().join("escalations");
+    // configs/serve/sms_spam.toml as documented; only where things are differs.
+    let server = serve(
+        &repo().join("configs/serve/sms_spam.toml"),
+        &[
+            &format!("tiers.0.bundle=\"{}\"", s(&bundle)),
+            "tiers.0.threshold=1.0",
+            &format!("upstream.base-url=\"{}\"", llama.base_url()),
+            &format!("log.dir=\"{}\"", s(&log)),
+        ],
+    );
+    let texts = [
+        "WINNER!! You have won a 1000 cash prize. Call now to claim",
+        "Ok lar, see you at home later",
+        "URGENT your mobile number has been awarded a free holiday, text CLAIM",
+    ];
+    for t in texts {
+        let (code, v, tier) = post(
+            &server.base,
+            "/v1/classify",
+            json!({ "text": t }).to_string().as_bytes(),
+        );
+        assert_eq!(code, 200, "{v}");
+        // SmolLM2 answers a label (tier upstream) or, when its answer names
+        // none, the local answer is served flagged degraded.
+        let upstream = v["tier"] == "upstream";
+        assert!(upstream || v["degraded"] == true, "{v}");
+        assert_eq!(tier.as_deref(), v["tier"].as_str());
+        assert!(["ham", "spam"].contains(&v["label"].as_str().unwrap_or("")), "{v}");
+    }
+    let (_, m) = get(&server.base, "/metrics");
+    assert_eq!(counter(&m, "distill_serve_escalations_total", ""), 3.0, "{m}");
+    drop(server);
+    let contents =
+        distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("log");
+    assert_eq!(contents.records.len(), 3);
+    for r in &contents.records {
+        assert!(r.output.is_some(), "the model's raw answer is kept: {r:?}");
+        assert_eq!(r.teacher.model, "smollm2-135m");
+    }
+}

@@ -1,0 +1,115 @@
+//! The request log: one JSON line per request. A request only appends its
+//! line to a buffer (no write, no wake-up); a thread of its own writes the
+//! buffer out every 50 ms, so a burst costs one write and no request ever
+//! waits on the log. `sync` writes everything out at once (shutdown).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+type Sink = Box<dyn Write + Send>;
+
+struct Shared {
+    pending: Mutex<String>,
+    out: Mutex<Sink>,
+}
+
+impl Shared {
+    fn write_out(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = out.write_all(batch.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+pub struct RequestLog {
+    shared: Arc<Shared>,
+}
+
+impl RequestLog {
+    /// Lines to stderr.
+    pub fn stderr() -> Self {
+        Self::to(std::io::stderr())
+    }
+
+    pub fn to<W: Write + Send + 'static>(out: W) -> Self {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(String::with_capacity(64 << 10)),
+            out: Mutex::new(Box::new(out)),
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("request-log".into())
+            .spawn(move || {
+                while let Some(shared) = weak.upgrade() {
+                    shared.write_out();
+                    drop(shared);
+                    std::thread::sleep(FLUSH_EVERY);
+                }
+            })
+            .ok();
+        RequestLog { shared }
+    }
+
+    pub fn line(&self, line: &str) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.push_str(line);
+        pending.push('\n');
+    }
+
+    /// Write every line logged so far.
+    pub fn sync(&self) {
+        self.shared.write_out();
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        self.shared.write_out();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_is_out_after_sync_in_order_and_soon_without_it() {
+        let sink = Buf::default();
+        let log = RequestLog::to(sink.clone());
+        for i in 0..1000 {
+            log.line(&format!("{{\"n\":{i}}}"));
+        }
+        log.sync();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1000);
+        assert_eq!(lines[999], "{\"n\":999}");
+        log.line("late");
+        std::thread::sleep(FLUSH_EVERY * 4);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with("late\n"), "written by the thread without a sync");
+    }
+}
