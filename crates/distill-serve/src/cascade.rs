@@ -87,6 +87,8 @@ impl Tiers {
 pub enum Reason {
     LowConfidence,
     OutOfScope,
+    /// The client asked for the upstream (`"escalate": true`).
+    Forced,
 }
 
 impl Reason {
@@ -94,6 +96,7 @@ impl Reason {
         match self {
             Reason::LowConfidence => "low-confidence",
             Reason::OutOfScope => "out-of-scope",
+            Reason::Forced => "forced",
         }
     }
 }
@@ -110,8 +113,19 @@ pub struct Route {
     pub local_seconds: f64,
 }
 
-/// Walk the local tiers; stop at the first that does not escalate.
-pub fn route(tiers: &Tiers, text: &str, has_upstream: bool) -> Route {
+/// Walk the local tiers; stop at the first that does not escalate. With
+/// `forced` (and an upstream), the upstream answers whatever the tiers say;
+/// their answer stays at hand for `on-upstream-error = "local"`.
+pub fn route(tiers: &Tiers, text: &str, has_upstream: bool, forced: bool) -> Route {
+    let mut r = walk(tiers, text, has_upstream);
+    if forced && has_upstream && r.tier.is_some() {
+        r.tier = None;
+        r.reason = Some(Reason::Forced);
+    }
+    r
+}
+
+fn walk(tiers: &Tiers, text: &str, has_upstream: bool) -> Route {
     let t0 = Instant::now();
     let mut last = None;
     let mut reason = None;
@@ -220,23 +234,9 @@ impl Answer {
     }
 }
 
-/// Answer one text through the whole cascade (blocking: the upstream call
-/// waits). `log` receives escalations.
-pub fn answer(
-    tiers: &Tiers,
-    upstream: Option<&Upstream>,
-    text: &str,
-    on_error_local: bool,
-    metrics: &crate::metrics::Metrics,
-    log: Option<&crate::log::EscalationLog>,
-) -> Result<Answer, String> {
-    let route = route(tiers, text, upstream.is_some());
-    finish(tiers, upstream, text, route, on_error_local, metrics, log)
-}
-
 /// Answer one text whose local route is known: locally (never blocks), or
 /// from the upstream (blocks while it is asked).
-pub fn finish(
+pub fn answer(
     tiers: &Tiers,
     upstream: Option<&Upstream>,
     text: &str,

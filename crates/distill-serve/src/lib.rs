@@ -321,12 +321,39 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     })
 }
 
-/// `{"text"}` or `{"texts": [..]}`.
-fn texts_of(v: &Value, max: usize) -> Result<(Vec<String>, bool), Response> {
+/// The texts of a request and how to answer them.
+struct Texts {
+    texts: Vec<String>,
+    /// `{"text"}` (one answer, not a list).
+    single: bool,
+    /// `"escalate": true`: the upstream answers whatever the tiers say.
+    forced: bool,
+}
+
+/// `"escalate": true|false` (absent: false).
+fn forced_of(v: &Value) -> Result<bool, Response> {
+    match v.get("escalate") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "`escalate` must be true or false",
+        )),
+    }
+}
+
+/// `{"text"}` or `{"texts": [..]}`, and `"escalate"`.
+fn texts_of(v: &Value, max: usize) -> Result<Texts, Response> {
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", m);
+    let forced = forced_of(v)?;
     if let Some(t) = v.get("text") {
         let t = t.as_str().ok_or_else(|| bad("`text` must be a string"))?;
-        return Ok((vec![t.to_string()], true));
+        return Ok(Texts {
+            texts: vec![t.to_string()],
+            single: true,
+            forced,
+        });
     }
     let Some(list) = v.get("texts").and_then(Value::as_array) else {
         return Err(bad(
@@ -344,7 +371,11 @@ fn texts_of(v: &Value, max: usize) -> Result<(Vec<String>, bool), Response> {
         .map(|t| t.as_str().map(str::to_string))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| bad("every entry of `texts` must be a string"))?;
-    Ok((texts, false))
+    Ok(Texts {
+        texts,
+        single: false,
+        forced,
+    })
 }
 
 fn permit(state: &Shared) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
@@ -391,6 +422,7 @@ async fn answer_all(
     state: &Shared,
     permit: tokio::sync::OwnedSemaphorePermit,
     texts: Vec<String>,
+    forced: bool,
 ) -> Result<Vec<Answer>, Response> {
     let t0 = Instant::now();
     let tiers = state.tiers();
@@ -399,7 +431,7 @@ async fn answer_all(
     let routes = (texts.len() <= INLINE_TEXTS).then(|| {
         texts
             .iter()
-            .map(|t| cascade::route(&tiers, t, has_upstream))
+            .map(|t| cascade::route(&tiers, t, has_upstream, forced))
             .collect::<Vec<_>>()
     });
     if let Some(routes) = &routes
@@ -408,9 +440,7 @@ async fn answer_all(
         let answers = texts
             .iter()
             .zip(routes.iter().cloned())
-            .map(|(t, r)| {
-                cascade::finish(&tiers, None, t, r, on_error_local, &state.metrics, None)
-            })
+            .map(|(t, r)| cascade::answer(&tiers, None, t, r, on_error_local, &state.metrics, None))
             .collect::<Result<Vec<_>, String>>()
             .map_err(|why| error(StatusCode::BAD_GATEWAY, "upstream_error", why))?;
         let per = t0.elapsed().as_secs_f64() / answers.len().max(1) as f64;
@@ -431,8 +461,8 @@ async fn answer_all(
                 let route = routes
                     .as_mut()
                     .and_then(Iterator::next)
-                    .unwrap_or_else(|| cascade::route(&tiers, t, has_upstream));
-                let a = cascade::finish(
+                    .unwrap_or_else(|| cascade::route(&tiers, t, has_upstream, forced));
+                let a = cascade::answer(
                     &tiers,
                     st.upstream.as_deref(),
                     t,
@@ -460,14 +490,13 @@ async fn answer_all(
     }
 }
 
-/// [`prelude`], then the texts of `{"text"}` or `{"texts"}` (and whether it was one).
+/// [`prelude`], then the texts of `{"text"}` or `{"texts"}`.
 async fn texts_request(
     state: &Shared,
     req: Request,
-) -> Result<(tokio::sync::OwnedSemaphorePermit, Vec<String>, bool), Response> {
+) -> Result<(tokio::sync::OwnedSemaphorePermit, Texts), Response> {
     let (permit, v) = prelude(state, req).await?;
-    let (texts, single) = texts_of(&v, state.config.max_batch)?;
-    Ok((permit, texts, single))
+    Ok((permit, texts_of(&v, state.config.max_batch)?))
 }
 
 fn tier_headers(a: &Answer) -> HeaderMap {
@@ -484,12 +513,19 @@ fn tier_headers(a: &Answer) -> HeaderMap {
 }
 
 async fn classify(State(state): State<Shared>, req: Request) -> Response {
-    let (permit, texts, single) = match texts_request(&state, req).await {
+    let (
+        permit,
+        Texts {
+            texts,
+            single,
+            forced,
+        },
+    ) = match texts_request(&state, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };
     let ids = Served::of(&texts, &[]).ids;
-    let answers = match answer_all(&state, permit, texts).await {
+    let answers = match answer_all(&state, permit, texts, forced).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -509,7 +545,14 @@ async fn classify(State(state): State<Shared>, req: Request) -> Response {
 }
 
 async fn decision(State(state): State<Shared>, req: Request) -> Response {
-    let (_permit, texts, single) = match texts_request(&state, req).await {
+    let (
+        _permit,
+        Texts {
+            texts,
+            single,
+            forced,
+        },
+    ) = match texts_request(&state, req).await {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -519,7 +562,7 @@ async fn decision(State(state): State<Shared>, req: Request) -> Response {
     let out: Vec<Value> = texts
         .iter()
         .map(|t| {
-            let r = cascade::route(&tiers, t, has_upstream);
+            let r = cascade::route(&tiers, t, has_upstream, forced);
             served.tiers.push(
                 r.tier
                     .map(|i| format!("local-{i}"))
@@ -574,9 +617,13 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
         );
     };
     let stream = v["stream"] == json!(true);
+    let forced = match forced_of(&v) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     // The tier is decided (and the upstream asked) before the first byte.
     let served_id = Served::of(std::slice::from_ref(&text), &[]).ids;
-    let a = match answer_all(&state, permit, vec![text]).await {
+    let a = match answer_all(&state, permit, vec![text], forced).await {
         Ok(mut a) => a.remove(0),
         Err(r) => return r,
     };

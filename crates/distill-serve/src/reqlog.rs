@@ -110,6 +110,9 @@ mod tests {
         log.line("late");
         std::thread::sleep(FLUSH_EVERY * 4);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert!(text.ends_with("late\n"), "written by the thread without a sync");
+        assert!(
+            text.ends_with("late\n"),
+            "written by the thread without a sync"
+        );
     }
 }

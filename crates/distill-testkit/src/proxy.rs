@@ -18,6 +18,10 @@ pub enum Fault {
     },
     /// 500 with a JSON error body.
     ServerError,
+    /// Wait this long, then forward (a slow but healthy upstream).
+    Delay {
+        secs: f64,
+    },
     /// Read the request, then say nothing for this long, then close.
     Hang {
         secs: f64,
@@ -140,7 +144,7 @@ impl FaultProxy {
             };
             if chat {
                 match fault {
-                    Fault::Pass => st.passed.fetch_add(1, Ordering::SeqCst),
+                    Fault::Pass | Fault::Delay { .. } => st.passed.fetch_add(1, Ordering::SeqCst),
                     _ => st.faults.fetch_add(1, Ordering::SeqCst),
                 };
             }
@@ -225,6 +229,11 @@ fn handle(
 ) -> After {
     let sent = match fault {
         Fault::Pass => {
+            let (status, ct, body) = forward(agent, upstream, req);
+            write_response(out, status, &ct, &[], &body)
+        }
+        Fault::Delay { secs } => {
+            std::thread::sleep(Duration::from_secs_f64(secs));
             let (status, ct, body) = forward(agent, upstream, req);
             write_response(out, status, &ct, &[], &body)
         }

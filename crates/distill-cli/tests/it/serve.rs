@@ -790,16 +790,98 @@ fn the_documented_config_serves_against_the_real_llama_server_teacher() {
         let upstream = v["tier"] == "upstream";
         assert!(upstream || v["degraded"] == true, "{v}");
         assert_eq!(tier.as_deref(), v["tier"].as_str());
-        assert!(["ham", "spam"].contains(&v["label"].as_str().unwrap_or("")), "{v}");
+        assert!(
+            ["ham", "spam"].contains(&v["label"].as_str().unwrap_or("")),
+            "{v}"
+        );
     }
     let (_, m) = get(&server.base, "/metrics");
-    assert_eq!(counter(&m, "distill_serve_escalations_total", ""), 3.0, "{m}");
+    assert_eq!(
+        counter(&m, "distill_serve_escalations_total", ""),
+        3.0,
+        "{m}"
+    );
     drop(server);
-    let contents =
-        distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("log");
+    let contents = distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("log");
     assert_eq!(contents.records.len(), 3);
     for r in &contents.records {
         assert!(r.output.is_some(), "the model's raw answer is kept: {r:?}");
         assert_eq!(r.teacher.model, "smollm2-135m");
     }
+}
+
+#[test]
+fn sigterm_with_requests_in_flight_fails_none_and_the_log_is_complete() {
+    use distill_testkit::proxy::{Fault, FaultProxy};
+    let (_tmp, _bundle, upstream, log, cfg) = setup();
+    // A slow but healthy upstream: every answer takes 1.5 s.
+    let proxy = FaultProxy::start(
+        &format!("http://127.0.0.1:{}", upstream.port),
+        vec![Fault::Delay { secs: 1.5 }],
+    )
+    .expect("proxy");
+    let mut server = serve(
+        &cfg,
+        &[
+            &format!("upstream.base-url=\"{}\"", proxy.base_url()),
+            "upstream.preflight=false",
+        ],
+    );
+    let base = server.base.clone();
+    // A confident text stays local unless the client forces the upstream.
+    let (code, v, _) = post(
+        &base,
+        "/v1/decision",
+        br#"{"text": "see you at dinner tonight, love you", "escalate": true}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["tier"], "upstream", "{v}");
+    assert_eq!(v["reason"], "forced", "{v}");
+    assert_eq!(
+        post(&base, "/v1/classify", br#"{"text": "x", "escalate": 1}"#).0,
+        400
+    );
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                post(
+                    &base,
+                    "/v1/classify",
+                    json!({"text": format!("in flight {i}"), "escalate": true})
+                        .to_string()
+                        .as_bytes(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let st = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    for c in clients {
+        let (code, v, _) = c.join().expect("client");
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["tier"], "upstream", "{v}");
+    }
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let contents = distill_core::teacher_log::read_log_lines(&log.join("logs.jsonl")).expect("log");
+    assert_eq!(
+        contents.records.len(),
+        6,
+        "every answered escalation is logged"
+    );
+    assert!(contents.partial.is_none());
+    let stderr = server.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("\"path\":\"/v1/classify\""))
+            .count(),
+        7,
+        "the request log is flushed on shutdown: {stderr}"
+    );
 }
