@@ -2,6 +2,16 @@
 //! pairs, one per line, matched to dataset rows by a key or by the user
 //! message text. Lines that match no row are written to `unmatched.jsonl`
 //! with the reason, and counted.
+//!
+//! A teacher that is a classifier or another system need not fake chat
+//! logprobs: a line may instead be a plain soft label, `{"id" | "text",
+//! "probs": {label: p}}`, or a hard one, `{"id" | "text", "label": ".."}`
+//! (`"labels": [..]` for multi-label). `id` matches a row's id or source id,
+//! `text` its text (whitespace collapsed). `classify` probabilities are
+//! renormalised over the label set; `multilabel` ones are independent, each
+//! in [0, 1]. A label outside the label set, a negative or non-finite
+//! probability, or an all-zero distribution rejects the line (with the
+//! reason in `unmatched.jsonl`).
 
 use crate::collect::{Progress, resolve};
 use crate::config::{ImportSpec, MatchBy};
@@ -106,6 +116,103 @@ impl Importer {
         })
     }
 
+    /// A record from a plain soft-label line (`probs`, `label` or `labels`).
+    fn plain(
+        &self,
+        v: &Value,
+        teacher: &TeacherId,
+        id: &str,
+    ) -> std::result::Result<TeacherRecord, String> {
+        let labels = &self.interp.labels;
+        let known = |l: &str| -> std::result::Result<(), String> {
+            if labels.iter().any(|x| x == l) {
+                Ok(())
+            } else {
+                Err(format!("label `{l}` is not in the dataset's label set"))
+            }
+        };
+        let multilabel = self.interp.task == Task::Multilabel;
+        let mut probs: std::collections::BTreeMap<String, f64> = Default::default();
+        let source;
+        if let Some(p) = v.get("probs") {
+            let obj = p
+                .as_object()
+                .ok_or("field `probs` must be an object of label: probability")?;
+            for (l, x) in obj {
+                known(l)?;
+                let x = x
+                    .as_f64()
+                    .filter(|x| x.is_finite() && *x >= 0.0 && (!multilabel || *x <= 1.0))
+                    .ok_or_else(|| {
+                        format!(
+                            "field `probs.{l}`: {x} is not a probability{}",
+                            if multilabel {
+                                " in [0, 1]"
+                            } else {
+                                " (finite, >= 0)"
+                            }
+                        )
+                    })?;
+                probs.insert(l.clone(), x);
+            }
+            for l in labels {
+                probs.entry(l.clone()).or_insert(0.0);
+            }
+            if !multilabel {
+                let sum: f64 = probs.values().sum();
+                if sum <= 0.0 {
+                    return Err("field `probs`: no mass on any label".into());
+                }
+                probs.values_mut().for_each(|x| *x /= sum);
+            }
+            source = "import";
+        } else {
+            let named: Vec<String> = match (v.get("label"), v.get("labels")) {
+                (Some(Value::String(l)), _) => vec![l.clone()],
+                (_, Some(Value::Array(ls))) => ls
+                    .iter()
+                    .map(|l| l.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("field `labels` must be a list of strings")?,
+                _ => return Err("field `label` must be a string".into()),
+            };
+            for l in labels {
+                probs.insert(l.clone(), 0.0);
+            }
+            for l in &named {
+                known(l)?;
+                probs.insert(
+                    l.clone(),
+                    if multilabel {
+                        1.0
+                    } else {
+                        1.0 / named.len() as f64
+                    },
+                );
+            }
+            source = "hard";
+        }
+        let mut rec = TeacherRecord::new(id.to_string(), teacher.clone());
+        if multilabel {
+            rec.labels = Some(
+                probs
+                    .iter()
+                    .filter(|(_, p)| **p >= 0.5)
+                    .map(|(l, _)| l.clone())
+                    .collect(),
+            );
+        } else {
+            rec.label = probs
+                .iter()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(l, _)| l.clone());
+        }
+        rec.probs = Some(probs);
+        rec.coverage = Some(1.0);
+        rec.probs_source = Some(source.into());
+        Ok(rec)
+    }
+
     pub fn run(
         &self,
         teacher: &TeacherId,
@@ -115,6 +222,16 @@ impl Importer {
         progress: &mut Progress,
     ) -> Result<RunStats> {
         let mut by_key: FxHashMap<String, &Example> = FxHashMap::default();
+        // Plain soft-label lines match by `id` or by `text`, whatever `match` says.
+        let mut by_id: FxHashMap<&str, &Example> = FxHashMap::default();
+        let mut by_text: FxHashMap<String, &Example> = FxHashMap::default();
+        for ex in todo {
+            by_id.insert(ex.id.as_str(), ex);
+            if let Some(s) = &ex.source_id {
+                by_id.entry(s.as_str()).or_insert(ex);
+            }
+            by_text.entry(text_key(&ex.text)).or_insert(ex);
+        }
         for ex in todo {
             match self.spec.match_by {
                 MatchBy::Text => {
@@ -151,6 +268,36 @@ impl Importer {
                     continue;
                 }
             };
+            if v.get("response").is_none()
+                && ["probs", "label", "labels"]
+                    .iter()
+                    .any(|k| v.get(k).is_some())
+            {
+                let ex = match (v.get("id"), v.get("text")) {
+                    (Some(Value::String(id)), _) => by_id.get(id.as_str()),
+                    (Some(Value::Number(id)), _) => by_id.get(id.to_string().as_str()),
+                    (_, Some(Value::String(t))) => by_text.get(&text_key(t)),
+                    _ => {
+                        reject(format!("{at}: a soft-label line needs `id` or `text`"));
+                        continue;
+                    }
+                };
+                let Some(ex) = ex else {
+                    reject(format!(
+                        "{at}: no dataset row matches this line's `id`/`text`"
+                    ));
+                    continue;
+                };
+                match self.plain(&v, teacher, &ex.id) {
+                    Ok(rec) => {
+                        if found.insert(ex.id.clone(), rec).is_some() {
+                            duplicates += 1;
+                        }
+                    }
+                    Err(why) => reject(format!("{at}: {why}")),
+                }
+                continue;
+            }
             let key = match self.spec.match_by {
                 MatchBy::Key => {
                     let k = self.spec.key.as_deref().unwrap_or("custom_id");

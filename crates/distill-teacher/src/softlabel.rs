@@ -119,16 +119,31 @@ impl LabelMatcher {
 
     /// Labels an answer beginning with `text` can still become. `None` when
     /// the text says nothing yet (empty after normalisation).
+    ///
+    /// A label that the text only completes with more words after it
+    /// (`order` for `order status`) is dropped when a longer label accounts
+    /// for those words: the text spells that label, not the shorter one
+    /// plus noise. It stays when only punctuation or spaces follow
+    /// (`order.`, `order `), or when no other label fits.
     pub fn consistent(&self, text: &str) -> Option<Vec<usize>> {
         let a = normalize(text);
         if a.is_empty() {
             return None;
         }
+        let fits: Vec<usize> = (0..self.norm.len())
+            .filter(|&i| {
+                let l = &self.norm[i];
+                l.starts_with(&a) || completes(&a, l)
+            })
+            .collect();
+        let longest = fits.iter().map(|&i| self.norm[i].len()).max().unwrap_or(0);
         Some(
-            (0..self.norm.len())
+            fits.into_iter()
                 .filter(|&i| {
                     let l = &self.norm[i];
-                    l.starts_with(&a) || completes(&a, l)
+                    let more_words =
+                        a.len() > l.len() && a[l.len()..].chars().any(char::is_alphanumeric);
+                    !(more_words && longest > l.len())
                 })
                 .collect(),
         )
@@ -321,6 +336,47 @@ mod tests {
         assert!((p[1] * cov - 0.2).abs() < 1e-9);
         assert!((p[0] * cov - 0.28).abs() < 1e-9);
         assert!((p[11] * cov - 0.35).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_token_that_spells_a_longer_label_goes_to_it_alone() {
+        // CLINC150 has 13 such pairs: order/order_status, time/timer/timezone.
+        let m = LabelMatcher::new(&["order", "order_status", "timer", "time", "timezone"]);
+        let toks = [tok(
+            "order",
+            0.5,
+            &[
+                ("order", 0.5),
+                ("order_status", 0.3),
+                ("timezone", 0.1),
+                ("time", 0.05),
+            ],
+        )];
+        let (p, cov) = m.score(&toks).unwrap();
+        assert!((cov - 0.95).abs() < 1e-9, "{cov}");
+        assert!((p[0] * cov - 0.5).abs() < 1e-9, "order: {p:?}");
+        assert!((p[1] * cov - 0.3).abs() < 1e-9, "order_status alone: {p:?}");
+        // `timezone` goes to timezone alone; `time` can still become timer
+        // or timezone: an honest three-way split of its 0.05.
+        assert!((p[4] * cov - (0.1 + 0.05 / 3.0)).abs() < 1e-9, "{p:?}");
+        assert!((p[3] * cov - 0.05 / 3.0).abs() < 1e-9, "{p:?}");
+        assert!((p[2] * cov - 0.05 / 3.0).abs() < 1e-9, "{p:?}");
+        // The chosen path spelling the longer label, over two tokens.
+        let toks = [
+            tok("order", 0.9, &[("order", 0.9), ("time", 0.1)]),
+            tok("_status", 0.8, &[("_status", 0.8), (".", 0.2)]),
+        ];
+        let (p, cov) = m.score(&toks).unwrap();
+        assert!((p[1] * cov - 0.72).abs() < 1e-9, "{p:?}");
+        assert!((p[0] * cov - 0.18).abs() < 1e-9, "`order.` is order: {p:?}");
+        assert_eq!(m.consistent("order status").unwrap(), vec![1]);
+        assert_eq!(m.consistent("order ").unwrap(), vec![0, 1]);
+        assert_eq!(m.consistent("order stat").unwrap(), vec![1]);
+        assert_eq!(
+            m.consistent("order foo").unwrap(),
+            vec![0],
+            "no other label fits"
+        );
     }
 
     #[test]

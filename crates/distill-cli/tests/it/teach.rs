@@ -966,3 +966,67 @@ fn the_api_key_is_never_stored_or_printed() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     distill_testkit::http::wake(port);
 }
+
+/// A teacher that is a classifier: plain soft labels and hard labels, by
+/// text or id, imported as a teacher log without faking chat logprobs; bad
+/// lines are rejected with the reason, never guessed.
+#[test]
+fn plain_soft_labels_import_as_a_teacher_log() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lines = [
+        r#"{"text": "Ok lar... Joking wif u oni...", "probs": {"ham": 0.6, "spam": 0.2}}"#,
+        r#"{"text": "U dun say so early hor... U c already then say...", "label": "spam"}"#,
+        r#"{"text": "Nah I don't think he goes to usf, he lives around here though", "probs": {"eggs": 1.0}}"#,
+        r#"{"text": "Ok lar... Joking wif u oni...", "probs": {"ham": -1}}"#,
+        r#"{"probs": {"ham": 1.0}}"#,
+        r#"{"text": "a text that is in no dataset at all", "label": "ham"}"#,
+        r#"{"text": "U dun say so early hor... U c already then say...", "probs": {"ham": 0, "spam": 0}}"#,
+    ];
+    let soft = tmp.path().join("soft.jsonl");
+    std::fs::write(&soft, lines.join("\n") + "\n").expect("write");
+    let cfg = sms_config(
+        tmp.path(),
+        "plain.toml",
+        &format!("kind = \"import\"\npath = \"{}\"\n", s(&soft)),
+    );
+    let out = tmp.path().join("teacher");
+    let m = teach_ok(&cfg, &out, &[]);
+    assert_eq!(m["counts"]["records"], 2, "{m}");
+    let log = distill_core::teacher_log::read_log_lines(&out.join("logs.jsonl")).expect("log");
+    let by_label = |l: &str| {
+        log.records
+            .iter()
+            .find(|r| r.label.as_deref() == Some(l))
+            .unwrap_or_else(|| panic!("no record labelled {l}: {:?}", log.records))
+    };
+    let ham = by_label("ham");
+    let p = ham.probs.as_ref().expect("probs");
+    assert!(
+        (p["ham"] - 0.75).abs() < 1e-12 && (p["spam"] - 0.25).abs() < 1e-12,
+        "renormalised: {p:?}"
+    );
+    assert_eq!(ham.probs_source.as_deref(), Some("import"));
+    let spam = by_label("spam");
+    assert_eq!(spam.probs.as_ref().expect("probs")["spam"], 1.0);
+    assert_eq!(spam.probs_source.as_deref(), Some("hard"));
+    let unmatched = jsonl(&out.join("unmatched.jsonl"));
+    let reasons: Vec<&str> = unmatched
+        .iter()
+        .filter_map(|u| u["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    for (line, want) in [
+        (3, "label `eggs` is not in the dataset's label set"),
+        (4, "is not a probability"),
+        (5, "needs `id` or `text`"),
+        (6, "no dataset row matches"),
+        (7, "no mass on any label"),
+    ] {
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains(&format!("soft.jsonl:{line}:")) && r.contains(want)),
+            "line {line}: {want}: {reasons:?}"
+        );
+    }
+}
