@@ -115,6 +115,25 @@ impl RunRow {
                             metrics.insert(format!("{prefix}.{h}"), x);
                         }
                     }
+                    // The escalation trade-off per target: the share answered
+                    // locally and the accuracy of what stays local.
+                    for op in &case.operating_points {
+                        let t = op.target_accuracy;
+                        metrics.insert(format!("{prefix}.local_share@{t}"), op.coverage);
+                        if let Some(a) = op.accuracy {
+                            metrics.insert(format!("{prefix}.local_accuracy@{t}"), a);
+                        }
+                    }
+                    // With a teacher log: the simulated cascade's accuracy;
+                    // with an out-of-scope label: recall per target.
+                    for (k, &x) in &case.metrics {
+                        if ["cascade_accuracy@", "oos_recall@"]
+                            .iter()
+                            .any(|p| k.starts_with(p))
+                        {
+                            metrics.insert(format!("{prefix}.{k}"), x);
+                        }
+                    }
                 }
             }
         }
@@ -306,6 +325,19 @@ pub fn compare(rows: Vec<RunRow>, opts: &Options) -> Result<Vec<Comparison>> {
         let metric_columns = if opts.metrics.is_empty() {
             default_metrics(&rows)
         } else {
+            let known: Vec<String> = rows
+                .iter()
+                .flat_map(|r| r.metrics.keys().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for m in opts.metrics.iter().filter(|m| !known.contains(m)) {
+                let hint = match distill_core::config::nearest(m, &known) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => format!("metrics these runs have: {}", known.join(", ")),
+                };
+                eprintln!("warning: no run of {dataset} has the metric `{m}` (shown as -); {hint}");
+            }
             opts.metrics.clone()
         };
         let mut built: Vec<Group> = groups

@@ -388,7 +388,12 @@ fn evaluate_case(
                 .unzip();
             let mut first_threshold: Option<f64> = None;
             let mut marks = Vec::new();
-            for &target in &case.targets {
+            // Ascending targets: every table and plot follows this order, and
+            // the first certified one sets the predictions' threshold.
+            let mut targets = case.targets.clone();
+            targets.sort_by(f64::total_cmp);
+            targets.dedup();
+            for &target in &targets {
                 let choice = select::choose(&val_conf, &val_correct, target, case.delta);
                 let key = format!("{target}");
                 match &choice {
@@ -485,6 +490,18 @@ fn evaluate_case(
                         })
                         .count();
                     metrics.insert("oos_recall".into(), caught as f64 / n_oos as f64);
+                    // Per target: the out-of-scope rows predicted `oos` or
+                    // escalated at that target's threshold.
+                    for op in &operating_points {
+                        let Some(th) = op.threshold else { continue };
+                        let caught = (0..gold.len())
+                            .filter(|&i| gold[i] == o && (pred[i] == o || conf[i] < th))
+                            .count();
+                        metrics.insert(
+                            format!("oos_recall@{}", op.target_accuracy),
+                            caught as f64 / n_oos as f64,
+                        );
+                    }
                     let predicted = (0..gold.len())
                         .filter(|&i| gold[i] == o && pred[i] == o)
                         .count();

@@ -226,7 +226,9 @@ pub fn load_weights(model: Student, path: &Path) -> Result<Student> {
         .map_err(|e| artifact(format!("weights do not fit the model: {e}")))
 }
 
-/// Write a complete model directory (atomically per file). Returns its bytes on disk.
+/// Write a complete model directory (atomically per file). Returns the
+/// weights file's bytes: what `model_bytes` means in run.json, eval
+/// reports and bundles alike.
 pub fn save_model(
     dir: &Path,
     meta: &ModelMeta,
@@ -237,17 +239,13 @@ pub fn save_model(
         path: dir.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut total = save_weights(model, &dir.join(WEIGHTS_FILE))?;
+    let weights = save_weights(model, &dir.join(WEIGHTS_FILE))?;
     if let Featurizer::Subword(s) = featurizer {
         let json = s.to_json()?;
         write_atomic(&dir.join(TOKENIZER_FILE), |w| w.write_all(json.as_bytes()))?;
-        total += json.len() as u64;
     }
     write_json_atomic(&dir.join(META_FILE), meta)?;
-    total += std::fs::metadata(dir.join(META_FILE))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    Ok(total)
+    Ok(weights)
 }
 
 /// The featurizer a spec implies, given a trained tokenizer where one is needed.

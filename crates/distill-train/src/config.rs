@@ -78,6 +78,12 @@ pub struct TrainSpec {
     /// Also checkpoint every N steps (epoch ends always checkpoint).
     #[serde(default)]
     pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept once the run completes (the newest). A completed run
+    /// is never resumed, so the default 0 frees their space (weights plus
+    /// optimizer state: about 3x the model each). While training, the newest
+    /// two are always kept (resume, and a fallback from a damaged one).
+    #[serde(default)]
+    pub keep_checkpoints: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
     /// bag: train the embedding table with sparse (lazy Adam) updates on the

@@ -756,6 +756,14 @@ fn finish(
     info.status = Status::Completed;
     info.finished_at = Some(run::utc_stamp(std::time::SystemTime::now()));
     info.save(run_dir)?;
+    // Only once run.json says completed: a crash before leaves a resumable run.
+    for old in run::list_checkpoints(run_dir)?
+        .iter()
+        .rev()
+        .skip(config.train.keep_checkpoints)
+    {
+        let _ = std::fs::remove_dir_all(old);
+    }
     Ok(())
 }
 

@@ -160,6 +160,53 @@ fn compare_shows_statuses_warns_on_mixed_datasets_and_rejects_empty_globs() {
         "the differing key is a column: {out}"
     );
 
+    // Unknown metric names get a suggestion; the escalation trade-off per
+    // target (local share, local accuracy) is comparable once evaluated.
+    // (A 1-epoch, 8-dim model may fail the suite's gates: exit 1, report written.)
+    let o = distill(&[
+        "eval",
+        &s(&sms[1]),
+        "--suite",
+        "configs/suites/sms_spam.toml",
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let o = ok(&[
+        "compare",
+        &format!("{}/sms_spam-bag/*", s(&exp)),
+        "--format",
+        "csv",
+        "--metrics",
+        "test_acuracy,sms_spam.local_share@0.99",
+    ]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("no run of sms_spam has the metric `test_acuracy`")
+            && err.contains("did you mean `test_accuracy`?"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("metric `sms_spam.local_share@0.99`"),
+        "a known metric: {err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let header = out.lines().next().expect("header");
+    let col = header
+        .split(',')
+        .position(|c| c == "sms_spam.local_share@0.99")
+        .unwrap_or_else(|| panic!("{out}"));
+    let shares: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(col))
+        .collect();
+    assert!(
+        shares
+            .iter()
+            .filter_map(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .any(|x| (0.0..=1.0).contains(&x)),
+        "{out}"
+    );
+
     // `| head -1`: a quiet end, no panic.
     for format in ["table", "json"] {
         let o = super::closed_stdout(&["compare", &format!("{}/*/*", s(&exp)), "--format", format]);

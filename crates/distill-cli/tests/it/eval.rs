@@ -36,6 +36,16 @@ fn banking77_suite_reports_calibration_operating_points_and_a_cascade() {
         serde_json::from_slice(&std::fs::read(run.join("run.json")).expect("run.json"))
             .expect("json");
     assert_eq!(Some(acc), info["metrics"]["test_accuracy"].as_f64());
+    // One meaning of model_bytes (the weights file) in run.json and reports.
+    assert_eq!(m["model_bytes"].as_f64(), info["model_bytes"].as_f64());
+    assert_eq!(
+        Some(
+            std::fs::metadata(run.join("model/weights.bpk"))
+                .expect("weights")
+                .len() as f64
+        ),
+        info["model_bytes"].as_f64()
+    );
     assert!(m["ece_calibrated"].as_f64().expect("ece") < m["ece"].as_f64().expect("ece"));
     assert!(
         run.join("calibration.json").is_file(),
@@ -151,13 +161,49 @@ fn banking77_suite_reports_calibration_operating_points_and_a_cascade() {
 fn clinc150_suite_measures_out_of_scope_detection() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let run = train("configs/exp/clinc150-bag.toml", &tmp.path().join("exp"));
-    let out = last_line_path(&ok(&[
-        "eval",
-        &s(&run),
-        "--suite",
-        "configs/suites/clinc150.toml",
-    ]));
-    let m = &report(&out)["cases"][0]["metrics"];
+    // The suite's targets, unsorted: every table follows ascending targets.
+    let suite = tmp.path().join("clinc150.toml");
+    std::fs::write(
+        &suite,
+        std::fs::read_to_string(repo().join("configs/suites/clinc150.toml"))
+            .expect("suite")
+            .replace(
+                "../data/clinc150.toml",
+                &s(&repo().join("configs/data/clinc150.toml")),
+            )
+            .replace("targets = [0.9, 0.95, 0.98]", "targets = [0.98, 0.9, 0.95]"),
+    )
+    .expect("write suite");
+    let out = last_line_path(&ok(&["eval", &s(&run), "--suite", &s(&suite)]));
+    let case = &report(&out)["cases"][0];
+    let targets: Vec<f64> = case["operating_points"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|op| op["target_accuracy"].as_f64().expect("target"))
+        .collect();
+    assert_eq!(targets, vec![0.9, 0.95, 0.98]);
+    // OOS recall per target: a higher target escalates more, catching more.
+    let m = &case["metrics"];
+    let mut last = 0.0;
+    let mut first = None;
+    for op in case["operating_points"].as_array().expect("ops") {
+        if op["threshold"].is_null() {
+            continue;
+        }
+        let t = op["target_accuracy"].as_f64().expect("t");
+        let r = m[format!("oos_recall@{t}")]
+            .as_f64()
+            .unwrap_or_else(|| panic!("oos_recall@{t}: {m}"));
+        assert!(r >= last, "{t}: {r} < {last}");
+        last = r;
+        first.get_or_insert(r);
+    }
+    assert_eq!(
+        m["oos_recall"].as_f64(),
+        first,
+        "oos_recall is at the lowest certified target"
+    );
     let auroc = m["oos_auroc"].as_f64().expect("auroc");
     assert!(auroc > 0.75 && auroc <= 1.0, "{auroc}");
     let ins = m["in_scope_accuracy"].as_f64().expect("in-scope");

@@ -495,7 +495,12 @@ fn resume_falls_back_from_a_damaged_checkpoint_with_a_warning() {
     let out = train(
         "configs/exp/banking77-bag.toml",
         &exp,
-        &[&dataset, "model.buckets=4096", "train.epochs=2"],
+        &[
+            &dataset,
+            "model.buckets=4096",
+            "train.epochs=2",
+            "train.keep-checkpoints=2",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = run_dir(&out);
@@ -641,4 +646,40 @@ fn multilabel_distillation_keeps_independent_teacher_probabilities() {
         .filter(|r| r["labels"] == serde_json::json!(["a", "b"]))
         .count();
     assert_eq!(both_on, 36, "the student predicts both labels");
+}
+
+/// A completed run cannot be resumed: its checkpoints (weights and
+/// optimizer state, ~3x the model each) are removed unless kept.
+#[test]
+fn a_completed_run_keeps_no_checkpoints_unless_asked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ds, _) = tiny_dataset(tmp.path());
+    let exp = tmp.path().join("exp");
+    let dataset = format!("dataset=\"{}\"", ds.display());
+    let count = |dir: &Path| {
+        std::fs::read_dir(dir.join("checkpoints"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for (keep, want) in [(None, 0), (Some(1), 1)] {
+        let mut sets = vec![
+            dataset.clone(),
+            "model.buckets=4096".into(),
+            "train.epochs=3".into(),
+        ];
+        if let Some(k) = keep {
+            sets.push(format!("train.keep-checkpoints={k}"));
+        }
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let out = train("configs/exp/banking77-bag.toml", &exp, &sets);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let dir = run_dir(&out);
+        assert_eq!(run_json(&dir)["status"], "completed");
+        assert_eq!(count(&dir), want, "keep-checkpoints {keep:?}");
+        assert!(dir.join("model/weights.bpk").is_file());
+    }
 }
