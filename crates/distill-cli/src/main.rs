@@ -59,6 +59,9 @@ enum Command {
     /// Inspect configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The teacher response cache: its size, and pruning it.
+    #[command(subcommand)]
+    Cache(teach::CacheCommand),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),
+        Command::Cache(cmd) => teach::run_cache(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

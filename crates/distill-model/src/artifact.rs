@@ -265,6 +265,10 @@ pub struct Predictor {
     pub featurizer: Featurizer,
     pub model: Student,
     pub device: Device,
+    /// The bag's embedding table on the host (`[rows, dim]`, row-major):
+    /// inference pools a row's feature vectors in Rust (no `[b, s, dim]`
+    /// gather materialised) and runs only the head in burn, as training does.
+    host_table: Option<(Vec<f32>, usize)>,
 }
 
 impl Predictor {
@@ -316,12 +320,26 @@ impl Predictor {
         }
         let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
         let model = load_weights_as(fresh, &dir.join(WEIGHTS_FILE), meta.weights)?;
+        let host_table = match &model {
+            Student::Bag(bag) => {
+                let [rows, dim] = bag.embedding_dims();
+                let table = bag.embedding_to_host_f32();
+                (table.len() == rows * dim && dim > 0).then_some((table, dim))
+            }
+            Student::Encoder(_) => None,
+        };
         Ok(Predictor {
             meta,
             featurizer,
             model,
             device,
+            host_table,
         })
+    }
+
+    /// Whether inference pools the bag's rows on the host (see `host_table`).
+    pub fn pools_on_host(&self) -> bool {
+        self.host_table.is_some()
     }
 
     /// Raw logits per featurized sequence (no softmax), in batches.
@@ -331,7 +349,46 @@ impl Predictor {
 
     /// Probabilities per featurized sequence (see [`Predictor::predict_proba`]).
     pub fn predict_seqs(&self, seqs: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
-        predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device)
+        let (Student::Bag(bag), Some((table, dim))) = (&self.model, &self.host_table) else {
+            return predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device);
+        };
+        let (dim, rows) = (*dim, table.len() / *dim);
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(batch_size.max(1)) {
+            // The masked mean of the rows, as `BagModel::forward` computes it
+            // (an id out of the table, impossible from the featurizer, pools
+            // as a zero row rather than panicking).
+            let mut pooled = vec![0f32; chunk.len() * dim];
+            for (r, seq) in chunk.iter().enumerate() {
+                let acc = &mut pooled[r * dim..(r + 1) * dim];
+                for &id in seq {
+                    let id = id as usize;
+                    if id < rows {
+                        let row = &table[id * dim..(id + 1) * dim];
+                        acc.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+                    }
+                }
+                let n = seq.len().max(1) as f32;
+                acc.iter_mut().for_each(|a| *a /= n);
+            }
+            let pooled = burn::tensor::Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(pooled, [chunk.len(), dim]),
+                &self.device,
+            );
+            let logits = bag.head(pooled);
+            let c = logits.dims()[1];
+            let probs = match self.meta.task {
+                Task::Multilabel => burn::tensor::activation::sigmoid(logits),
+                _ => burn::tensor::activation::softmax(logits, 1),
+            };
+            let flat: Vec<f32> = probs
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_else(|_| vec![f32::NAN; chunk.len() * c]);
+            out.extend(flat.chunks(c).map(|r| r.to_vec()));
+        }
+        out
     }
 
     /// Featurize one raw text: the model's preprocessing, then its featurizer.

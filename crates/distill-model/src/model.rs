@@ -126,6 +126,21 @@ impl BagModel {
         self.emb.weight.val().dims()
     }
 
+    /// The embedding table, row-major, on the host, dequantized when its
+    /// weights are quantized.
+    pub fn embedding_to_host_f32(&self) -> Vec<f32> {
+        let w = self.emb.weight.val();
+        let w = if w.dtype().is_float() {
+            w
+        } else {
+            w.dequantize()
+        };
+        w.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    }
+
     /// The embedding table, row-major, on the host.
     pub fn embedding_to_host(&self) -> Vec<f32> {
         self.emb

@@ -8,7 +8,6 @@ use distill_core::hash::content_id;
 use distill_core::text::Preprocess;
 use distill_export::{BundlePredictor, Prediction};
 use distill_model::device::DeviceKind;
-use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -89,6 +88,12 @@ pub enum Reason {
     OutOfScope,
     /// The client asked for the upstream (`"escalate": true`).
     Forced,
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl Reason {
@@ -183,20 +188,23 @@ fn empty_prediction() -> Prediction {
     }
 }
 
-/// The answer a client gets.
+/// The answer a client gets (serialised as the `/v1/classify` body and the
+/// chat completion's `distill` object).
+#[derive(serde::Serialize)]
 pub struct Answer {
-    pub tier: String,
-    pub escalated: bool,
     pub label: Option<String>,
     pub confidence: Option<f64>,
     pub top: Vec<(String, f64)>,
+    pub tier: String,
+    pub escalated: bool,
+    pub reason: Option<Reason>,
     pub threshold: Option<f64>,
     pub model: String,
     pub bundle_sha256: Option<String>,
-    pub reason: Option<Reason>,
     /// The upstream failed and the local answer was served instead.
     pub degraded: bool,
     /// The upstream's raw answer (chat completions forward it).
+    #[serde(skip)]
     pub upstream_output: Option<String>,
 }
 
@@ -216,21 +224,6 @@ impl Answer {
             degraded,
             upstream_output: None,
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "label": self.label,
-            "confidence": self.confidence,
-            "top": self.top.iter().map(|(l, p)| json!([l, p])).collect::<Vec<_>>(),
-            "tier": self.tier,
-            "escalated": self.escalated,
-            "reason": self.reason.map(Reason::as_str),
-            "threshold": self.threshold,
-            "model": self.model,
-            "bundle_sha256": self.bundle_sha256,
-            "degraded": self.degraded,
-        })
     }
 }
 

@@ -263,20 +263,33 @@ async fn around(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        let line = json!({
-            "ts": (ts * 1000.0).round() / 1000.0,
-            "request_id": id,
-            "method": method,
-            "path": path,
-            "status": response.status().as_u16(),
-            "ms": (t0.elapsed().as_secs_f64() * 1e5).round() / 100.0,
-            "texts": served.ids.len(),
-            "text_ids": &served.ids[..served.ids.len().min(32)],
-            "tiers": &served.tiers[..served.tiers.len().min(32)],
-            "escalated": served.escalated,
-            "degraded": served.degraded,
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            ts: f64,
+            request_id: &'a str,
+            method: &'a str,
+            path: &'a str,
+            status: u16,
+            ms: f64,
+            texts: usize,
+            text_ids: &'a [String],
+            tiers: &'a [String],
+            escalated: usize,
+            degraded: usize,
+        }
+        log.line(&Line {
+            ts: (ts * 1000.0).round() / 1000.0,
+            request_id: &id,
+            method: &method,
+            path: &path,
+            status: response.status().as_u16(),
+            ms: (t0.elapsed().as_secs_f64() * 1e5).round() / 100.0,
+            texts: served.ids.len(),
+            text_ids: &served.ids[..served.ids.len().min(32)],
+            tiers: &served.tiers[..served.tiers.len().min(32)],
+            escalated: served.escalated,
+            degraded: served.degraded,
         });
-        log.line(&line.to_string());
     }
     response
 }
@@ -531,12 +544,13 @@ async fn classify(State(state): State<Shared>, req: Request) -> Response {
     };
     let mut response = if single {
         let a = &answers[0];
-        (tier_headers(a), axum::Json(a.to_json())).into_response()
+        (tier_headers(a), axum::Json(a)).into_response()
     } else {
-        axum::Json(json!({
-            "results": answers.iter().map(Answer::to_json).collect::<Vec<_>>()
-        }))
-        .into_response()
+        #[derive(serde::Serialize)]
+        struct Results<'a> {
+            results: &'a [Answer],
+        }
+        axum::Json(Results { results: &answers }).into_response()
     };
     let mut served = Served::of(&[], &answers);
     served.ids = ids;
@@ -660,7 +674,7 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
             "id": id, "object": "chat.completion", "created": created, "model": a.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": logprobs, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "distill": a.to_json(),
+            "distill": &a,
         });
         let mut r = (headers, axum::Json(body)).into_response();
         r.extensions_mut().insert(served);
@@ -670,7 +684,7 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
         json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": a.model,
             "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-            "distill": a.to_json(),
+            "distill": &a,
         })
     };
     let mut sse = String::new();

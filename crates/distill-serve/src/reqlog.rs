@@ -12,7 +12,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 type Sink = Box<dyn Write + Send>;
 
 struct Shared {
-    pending: Mutex<String>,
+    pending: Mutex<Vec<u8>>,
     out: Mutex<Sink>,
 }
 
@@ -23,7 +23,7 @@ impl Shared {
             return;
         }
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = out.write_all(batch.as_bytes());
+        let _ = out.write_all(&batch);
         let _ = out.flush();
     }
 }
@@ -40,7 +40,7 @@ impl RequestLog {
 
     pub fn to<W: Write + Send + 'static>(out: W) -> Self {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(String::with_capacity(64 << 10)),
+            pending: Mutex::new(Vec::with_capacity(64 << 10)),
             out: Mutex::new(Box::new(out)),
         });
         let weak = Arc::downgrade(&shared);
@@ -57,14 +57,19 @@ impl RequestLog {
         RequestLog { shared }
     }
 
-    pub fn line(&self, line: &str) {
+    /// Append one JSON line (serialised straight into the buffer).
+    pub fn line<T: serde::Serialize>(&self, line: &T) {
         let mut pending = self
             .shared
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        pending.push_str(line);
-        pending.push('\n');
+        let start = pending.len();
+        if serde_json::to_writer(&mut *pending, line).is_ok() {
+            pending.push(b'\n');
+        } else {
+            pending.truncate(start);
+        }
     }
 
     /// Write every line logged so far.
@@ -100,18 +105,18 @@ mod tests {
         let sink = Buf::default();
         let log = RequestLog::to(sink.clone());
         for i in 0..1000 {
-            log.line(&format!("{{\"n\":{i}}}"));
+            log.line(&serde_json::json!({ "n": i }));
         }
         log.sync();
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1000);
         assert_eq!(lines[999], "{\"n\":999}");
-        log.line("late");
+        log.line(&"late");
         std::thread::sleep(FLUSH_EVERY * 4);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(
-            text.ends_with("late\n"),
+            text.ends_with("\"late\"\n"),
             "written by the thread without a sync"
         );
     }

@@ -276,14 +276,18 @@ impl Plan {
             ));
         }
         let client = Client::new(spec)?;
-        if spec.preflight {
-            client.preflight(&spec.model)?;
-        }
+        let identity = if spec.preflight {
+            client.preflight(&spec.model)?
+        } else {
+            None
+        };
         let prompt = Prompt::new(spec, task, labels, &fields, rows, config.seed);
         let interp = Interpreter::new(task, labels, &fields, spec.answer);
-        let cache = spec
-            .cache
-            .then(|| Cache::new(spec.cache_dir.clone().unwrap_or_else(Cache::default_dir)));
+        let cache = spec.cache.then(|| {
+            Cache::new(spec.cache_dir.clone().unwrap_or_else(Cache::default_dir))
+                .with_identity(identity.as_ref())
+                .refreshing(spec.cache_refresh)
+        });
         let params = openai_params(&client, spec, &prompt, task, &fields, labels, config.seed);
         Ok(Plan::Openai(Box::new(OpenAiPlan {
             spec: spec.clone(),
@@ -489,7 +493,7 @@ fn call_and_interpret(
     jitter: &mut SplitMix64,
 ) -> TeacherRecord {
     let mut rec = TeacherRecord::new(ex.id.clone(), teacher.clone());
-    let key = cache.map(|_| Cache::key(url, body));
+    let key = cache.map(|c| c.key(url, body));
     if let (Some(cache), Some(key)) = (cache, &key)
         && let Some(v) = cache.get(key)
         && let Some(c) = Completion::from_json(&v)

@@ -122,6 +122,10 @@ pub struct OpenAiSpec {
     pub cache_dir: Option<PathBuf>,
     #[serde(default = "d_true")]
     pub cache: bool,
+    /// Ask the server even when the cache has the answer; answers replace
+    /// the cached ones (`distill teach --refresh-cache`).
+    #[serde(default)]
+    pub cache_refresh: bool,
     #[serde(default)]
     pub price: Price,
     /// Check the server and model (`GET /models`) before starting.

@@ -86,7 +86,11 @@ impl Client {
     }
 
     /// Check that the server answers and serves `model`, before any work.
-    pub fn preflight(&self, model: &str) -> Result<()> {
+    /// Check that the server answers and serves `model`; returns what its
+    /// `/models` listing says about that model (without the volatile
+    /// `created`), the server's identity for the response cache, or `None`
+    /// when it does not list models.
+    pub fn preflight(&self, model: &str) -> Result<Option<Value>> {
         let mut req = self.agent.get(&self.models_url);
         if let Some(k) = &self.api_key {
             req = req.header("Authorization", &format!("Bearer {k}"));
@@ -115,7 +119,7 @@ impl Client {
                     "note: {} is not served (HTTP {status}); cannot check that model `{model}` exists",
                     self.models_url
                 );
-                return Ok(());
+                return Ok(None);
             }
             _ => {
                 return Err(Error::Input(format!(
@@ -130,6 +134,20 @@ impl Client {
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(Value::Null);
+        let entry = body
+            .get("data")
+            .and_then(|d| d.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .find(|m| m.get("id").and_then(Value::as_str) == Some(model))
+            })
+            .cloned()
+            .map(|mut m| {
+                if let Some(o) = m.as_object_mut() {
+                    o.remove("created");
+                }
+                m
+            });
         let ids: Vec<&str> = body
             .get("data")
             .and_then(|d| d.as_array())
@@ -140,7 +158,7 @@ impl Client {
             })
             .unwrap_or_default();
         if ids.is_empty() || ids.contains(&model) {
-            return Ok(());
+            return Ok(entry);
         }
         // Shown: redacted like everything else a server sends.
         let ids: Vec<String> = ids.iter().map(|i| self.redactor.string(i)).collect();
@@ -399,15 +417,37 @@ impl Completion {
     }
 }
 
-/// Content-addressed response cache: `<dir>/<2 hex>/<sha256>.json`.
+/// Content-addressed response cache: `<dir>/<2 hex>/<sha256>.json`, keyed
+/// on the endpoint, the request body and the server's identity (what its
+/// `/models` listing says about the model), so a different model behind the
+/// same URL and name is asked again rather than answered from the cache.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    identity: String,
+    /// `false`: never answer from the cache (answers still refresh it).
+    read: bool,
 }
 
 impl Cache {
     pub fn new(dir: PathBuf) -> Self {
-        Cache { dir }
+        Cache {
+            dir,
+            identity: String::new(),
+            read: true,
+        }
+    }
+
+    /// Key entries on this server identity too.
+    pub fn with_identity(mut self, identity: Option<&Value>) -> Self {
+        self.identity = identity.map(|v| v.to_string()).unwrap_or_default();
+        self
+    }
+
+    /// Answer nothing from the cache; fresh answers replace its entries.
+    pub fn refreshing(mut self, refresh: bool) -> Self {
+        self.read = !refresh;
+        self
     }
 
     /// Default location: `$DISTILL_CACHE/teacher` or `~/.cache/distill/teacher`.
@@ -421,11 +461,12 @@ impl Cache {
         home.join(".cache").join("distill").join("teacher")
     }
 
-    /// The key of a request: sha256 over the endpoint and the canonical body
-    /// (model, messages, every sampling parameter).
-    pub fn key(url: &str, body: &Value) -> String {
+    /// The key of a request: sha256 over the endpoint, the canonical body
+    /// (model, messages, every sampling parameter) and the server identity.
+    pub fn key(&self, url: &str, body: &Value) -> String {
         let canonical =
-            serde_json::to_string(&json!({"url": url, "body": body})).unwrap_or_default();
+            serde_json::to_string(&json!({"url": url, "body": body, "server": self.identity}))
+                .unwrap_or_default();
         distill_core::hash::sha256_hex(canonical.as_bytes())
     }
 
@@ -435,6 +476,9 @@ impl Cache {
 
     /// The cached response for `key`.
     pub fn get(&self, key: &str) -> Option<Value> {
+        if !self.read {
+            return None;
+        }
         let bytes = std::fs::read(self.path(key)).ok()?;
         let mut entry: Value = serde_json::from_slice(&bytes).ok()?;
         Some(entry.get_mut("response")?.take())
@@ -452,6 +496,72 @@ impl Cache {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Entries and bytes of a cache directory (`<2 hex>/<64 hex>.json` files only).
+pub fn cache_usage(dir: &Path) -> (u64, u64) {
+    cache_entries(dir)
+        .iter()
+        .fold((0, 0), |(n, b), (_, len, _)| (n + 1, b + len))
+}
+
+/// Every cache entry: path, bytes, modification time. Only files named
+/// like entries, in shard directories named like shards, are listed (a
+/// cache directory pointed at the wrong place deletes nothing else).
+pub fn cache_entries(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut out = Vec::new();
+    let Ok(shards) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for shard in shards.flatten() {
+        let name = shard.file_name().to_string_lossy().into_owned();
+        if !hex(&name, 2) || !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let fname = f.file_name().to_string_lossy().into_owned();
+            let Some(stem) = fname.strip_suffix(".json") else {
+                continue;
+            };
+            if !hex(stem, 64) || !stem.starts_with(&name) {
+                continue;
+            }
+            if let Ok(m) = f.metadata()
+                && m.is_file()
+            {
+                out.push((
+                    f.path(),
+                    m.len(),
+                    m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Delete cache entries older than `older_than`, then the oldest until the
+/// rest fits in `max_bytes`. Returns (entries, bytes) removed.
+pub fn prune_cache(dir: &Path, older_than: Option<Duration>, max_bytes: Option<u64>) -> (u64, u64) {
+    let mut entries = cache_entries(dir);
+    entries.sort_by_key(|e| e.2);
+    let now = std::time::SystemTime::now();
+    let mut total: u64 = entries.iter().map(|e| e.1).sum();
+    let (mut n, mut freed) = (0u64, 0u64);
+    for (path, len, modified) in entries {
+        let old = older_than.is_some_and(|d| now.duration_since(modified).unwrap_or_default() > d);
+        let over = max_bytes.is_some_and(|m| total > m);
+        if (old || over) && std::fs::remove_file(&path).is_ok() {
+            n += 1;
+            freed += len;
+            total -= len;
+        }
+    }
+    (n, freed)
 }
 
 #[cfg(test)]

@@ -35,14 +35,39 @@ pub fn completion(label: &str, alternative: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 impl InstantServer {
     pub fn start(port: Option<u16>, label: &str, alternative: &str) -> std::io::Result<Self> {
+        Self::start_model(port, label, alternative, serde_json::Value::Null)
+    }
+
+    /// [`InstantServer::start`], with `meta` in its `/models` entry (as
+    /// llama-server reports the loaded weights there): a different model
+    /// behind the same URL and model name.
+    pub fn start_model(
+        port: Option<u16>,
+        label: &str,
+        alternative: &str,
+        meta: serde_json::Value,
+    ) -> std::io::Result<Self> {
         let (listener, port) = match port {
             Some(p) => (std::net::TcpListener::bind(("127.0.0.1", p))?, p),
             None => bind_local()?,
         };
         let body = completion(label, alternative);
-        let models = br#"{"object":"list","data":[{"id":"instant","object":"model"}]}"#.to_vec();
+        let mut entry = serde_json::json!({"id": "instant", "object": "model", "created": now()});
+        if !meta.is_null() {
+            entry["meta"] = meta;
+        }
+        let models = serde_json::json!({"object": "list", "data": [entry]})
+            .to_string()
+            .into_bytes();
         let requests = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let r = Arc::clone(&requests);

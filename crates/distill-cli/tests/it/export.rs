@@ -744,3 +744,52 @@ fn predict_bounds_stdin_lines_and_survives_a_closed_stdout() {
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     assert_ne!(o.status.code(), Some(101));
 }
+
+/// The bag's inference path pools on the host and runs only the head in
+/// burn; it gives burn's full forward (gather, masked mean, head), on real
+/// texts, fp32 and int8 weights alike.
+#[test]
+fn host_pooled_bag_inference_matches_the_burn_forward() {
+    use distill_model::artifact::{Predictor, predict_proba};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/sms_spam-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+        "--set",
+        "train.max-steps=40",
+    ]));
+    let raw = std::fs::read_to_string(repo().join("../shared/datasets/sms_spam/SMSSpamCollection"))
+        .expect("sms_spam");
+    let mut texts: Vec<&str> = raw
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t').map(|x| x.1))
+        .take(300)
+        .collect();
+    texts.extend(["", " ", "ok"]);
+    for q in ["none", "int8"] {
+        let bundle = last_line_path(&ok(&[
+            "export",
+            &s(&run),
+            "--format",
+            "burn",
+            "--quantize",
+            q,
+        ]));
+        let p = Predictor::load(&bundle, distill_model::device::DeviceKind::Cpu).expect("load");
+        assert!(p.pools_on_host(), "{q}");
+        let seqs = p.encode_texts(&texts);
+        let host = p.predict_seqs(&seqs, 64);
+        let full = predict_proba(&p.model, &seqs, p.meta.task, 64, &p.device);
+        assert_eq!(host.len(), full.len());
+        let mut worst = 0f32;
+        for (h, f) in host.iter().zip(&full) {
+            for (a, b) in h.iter().zip(f) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        assert!(worst <= 1e-5, "{q}: max abs diff {worst}");
+    }
+}

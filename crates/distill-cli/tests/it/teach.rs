@@ -1030,3 +1030,77 @@ fn plain_soft_labels_import_as_a_teacher_log() {
         );
     }
 }
+
+/// The response cache knows the server changed: another model behind the
+/// same URL and model name (what `/models` reports differs) is asked again;
+/// the same one is answered from the cache; `--no-cache` and
+/// `--refresh-cache` ask every row; `distill cache` shows and prunes it.
+#[test]
+fn the_response_cache_is_keyed_on_the_server_and_can_be_bypassed_refreshed_and_pruned() {
+    use distill_testkit::instant::InstantServer;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(&tmp.path().join("data"), &SIX);
+    let a = InstantServer::start_model(None, "spam", "ham", serde_json::json!({"size": 1}))
+        .expect("server a");
+    let port = a.port;
+    let cfg = openai_config(tmp.path(), &data, &a.base_url(), "");
+    let label_of_log = |out: &Path| -> Vec<String> {
+        distill_core::teacher_log::read_log_lines(&out.join("logs.jsonl"))
+            .expect("log")
+            .records
+            .iter()
+            .filter_map(|r| r.label.clone())
+            .collect()
+    };
+    let m = teach_ok(&cfg, &tmp.path().join("t1"), &[]);
+    assert_eq!(m["counts"]["cached"], 0);
+    assert!(
+        label_of_log(&tmp.path().join("t1"))
+            .iter()
+            .all(|l| l == "spam")
+    );
+    drop(a);
+    // Same port, same model name, other weights: asked again, not replayed.
+    let b = InstantServer::start_model(Some(port), "ham", "spam", serde_json::json!({"size": 2}))
+        .expect("server b on the same port");
+    let m = teach_ok(&cfg, &tmp.path().join("t2"), &[]);
+    assert_eq!(m["counts"]["cached"], 0, "{m}");
+    assert!(
+        label_of_log(&tmp.path().join("t2"))
+            .iter()
+            .all(|l| l == "ham")
+    );
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 6);
+    // The same server again (its `created` changes per listing): all cached.
+    let o = teach(&cfg, &tmp.path().join("t3"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(manifest(&tmp.path().join("t3"))["counts"]["cached"], 6);
+    assert!(stderr(&o).contains("response cache"), "{}", stderr(&o));
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 6);
+    for flag in ["--no-cache", "--refresh-cache"] {
+        let out = tmp.path().join(flag.trim_start_matches('-'));
+        let o = distill(&["teach", &cfg, "--out", &s(&out), flag]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(manifest(&out)["counts"]["cached"], 0, "{flag}");
+    }
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 18);
+
+    let cache = tmp.path().join("cache");
+    let info = distill(&["cache", "info", "--dir", &s(&cache)]);
+    let text = String::from_utf8_lossy(&info.stdout).to_string();
+    assert!(text.contains(": 12 entries"), "{text}");
+    std::fs::write(cache.join("notes.txt"), "mine").expect("write");
+    let o = distill(&["cache", "prune", "--dir", &s(&cache)]);
+    assert_eq!(o.status.code(), Some(2), "say what to prune");
+    let o = distill(&["cache", "prune", "--dir", &s(&cache), "--max-size", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        text.contains("removed 12 entries") && text.contains("0 entries, 0 B left"),
+        "{text}"
+    );
+    assert!(
+        cache.join("notes.txt").is_file(),
+        "only cache entries are deleted"
+    );
+}
