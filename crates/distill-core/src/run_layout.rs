@@ -19,6 +19,9 @@ pub const CONFIG_FILE: &str = "config.resolved.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const MODEL_DIR: &str = "model";
+/// Ids of the validation rows a run carved out of its training split (one
+/// per line, sorted), so a teacher can be kept off them.
+pub const VAL_IDS_FILE: &str = "val_ids.txt";
 
 /// The state of a run (`status` in `run.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

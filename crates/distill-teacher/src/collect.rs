@@ -104,7 +104,35 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     let dataset = distill_data::open::open_dataset(&dpath, curate.as_deref())?;
     let task = config.task.unwrap_or(dataset.manifest.task);
     let labels = dataset.manifest.labels.clone();
-    let rows = select_rows(config, &dataset)?;
+    let mut rows = select_rows(config, &dataset)?;
+    if let Some(x) = &config.exclude_ids {
+        let path = resolve(&req.base, x);
+        let file = if path.is_dir() {
+            path.join(distill_core::run_layout::VAL_IDS_FILE)
+        } else {
+            path
+        };
+        let text = distill_core::fsutil::read_bounded(&file, 256 << 20).map_err(|e| {
+            Error::Input(format!(
+                "exclude-ids: {e} (a file of ids, one per line, or a run directory with {})",
+                distill_core::run_layout::VAL_IDS_FILE
+            ))
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        let ids: rustc_hash::FxHashSet<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let before = rows.len();
+        rows.retain(|e| !ids.contains(e.id.as_str()));
+        eprintln!(
+            "exclude-ids: {} of {before} rows skipped ({} ids in {})",
+            before - rows.len(),
+            ids.len(),
+            file.display()
+        );
+    }
     if rows.is_empty() {
         return Err(Error::Input(format!(
             "dataset {}: no rows in splits {:?}",

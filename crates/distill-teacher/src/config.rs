@@ -21,6 +21,11 @@ pub struct TeachConfig {
     /// Label at most this many rows (in a seeded order), e.g. for a quick look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Skip these rows: a file of ids (one per line), or a run directory
+    /// (its `val_ids.txt`: the validation rows it carved out of train).
+    /// Relative to this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_ids: Option<PathBuf>,
     /// Seeds few-shot selection, the row order under `limit`, retry jitter and
     /// the `seed` sent to the server.
     #[serde(default = "d_seed")]

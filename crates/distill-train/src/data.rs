@@ -48,7 +48,18 @@ pub struct TrainData {
     pub test: Vec<Row>,
     /// How validation rows were chosen: `val split` or `carved from train (fraction f, seed s)`.
     pub val_source: String,
+    /// The validation rows were carved out of the training split (no val split).
+    pub carved_val: bool,
     pub teacher: Option<TeacherInfo>,
+}
+
+impl TrainData {
+    /// Validation rows the teacher log has soft labels for. When they were
+    /// carved out of train, a teacher trained on the whole training split
+    /// has seen them.
+    pub fn val_teacher_overlap(&self) -> usize {
+        self.val.iter().filter(|r| r.teacher.is_some()).count()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +310,7 @@ impl TrainData {
             val,
             test,
             val_source,
+            carved_val: !has_val,
             teacher,
         })
     }

@@ -113,6 +113,27 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
                 w.write_all(toml.as_bytes())
             })?;
             save_tokenizer(&run_dir, &featurizer)?;
+            if data.carved_val {
+                let mut ids: Vec<&str> = data.val.iter().map(|r| r.id.as_str()).collect();
+                ids.sort_unstable();
+                let mut text = ids.join("\n");
+                text.push('\n');
+                distill_core::fsutil::write_atomic(
+                    &run_dir.join(distill_core::run_layout::VAL_IDS_FILE),
+                    |w| w.write_all(text.as_bytes()),
+                )?;
+            }
+            let overlap = data.val_teacher_overlap();
+            if data.carved_val && overlap > 0 {
+                eprintln!(
+                    "warning: the teacher log has soft labels for {overlap} of the {} validation rows carved out of train ({}): a teacher trained on the whole training split has seen them, which inflates validation metrics (best epoch, calibration, certified thresholds)\nhint: give the dataset a val split, or keep these rows out of the teacher's training (their ids: {}; `distill teach` skips them with exclude-ids)",
+                    data.val.len(),
+                    data.val_source,
+                    run_dir
+                        .join(distill_core::run_layout::VAL_IDS_FILE)
+                        .display()
+                );
+            }
             let info = new_info(&config, &data, &run_id, &seeds, config.device);
             info.save(&run_dir)?;
             (run_dir, info, featurizer, Vec::new())
@@ -342,6 +363,9 @@ fn new_info(
         "teacher".into(),
         data.train.iter().filter(|r| r.teacher.is_some()).count(),
     );
+    if data.teacher.is_some() {
+        counts.insert("val_with_teacher".into(), data.val_teacher_overlap());
+    }
     RunInfo {
         schema_version: run::RUN_SCHEMA_VERSION,
         experiment: config.name.clone(),

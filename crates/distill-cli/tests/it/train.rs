@@ -683,3 +683,65 @@ fn a_completed_run_keeps_no_checkpoints_unless_asked() {
         assert!(dir.join("model/weights.bpk").is_file());
     }
 }
+
+/// Without a val split, validation rows are carved out of train; a teacher
+/// trained on all of train has seen them. The run records their ids, warns
+/// when the teacher log covers them, and `distill teach` can skip them.
+#[test]
+fn a_teacher_covering_carved_validation_rows_is_flagged_and_teach_can_skip_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ds, teacher) = tiny_dataset(tmp.path());
+    let exp = tmp.path().join("exp");
+    let out = train(
+        "configs/exp/banking77-bag.toml",
+        &exp,
+        &[
+            &format!("dataset=\"{}\"", ds.display()),
+            &format!("teacher=\"{}\"", teacher.display()),
+            "model.buckets=4096",
+            "train.epochs=1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("warning: the teacher log has soft labels for") && e.contains("val_ids.txt"),
+        "{e}"
+    );
+    let dir = run_dir(&out);
+    let info = run_json(&dir);
+    let n_val = info["counts"]["val"].as_u64().expect("val");
+    assert!(n_val > 0);
+    assert_eq!(info["counts"]["val_with_teacher"], n_val);
+    let ids = std::fs::read_to_string(dir.join("val_ids.txt")).expect("val_ids.txt");
+    assert_eq!(ids.lines().count() as u64, n_val);
+
+    // The teacher's own labelling skips them (here: plain soft labels by id).
+    let cfg = tmp.path().join("teach.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataset = \"{}\"\nexclude-ids = \"{}\"\n[teacher]\nkind = \"import\"\npath = \"{}\"\n",
+            ds.display(),
+            dir.display(),
+            teacher.display()
+        ),
+    )
+    .expect("write");
+    let out_dir = tmp.path().join("t");
+    let o = distill(&[
+        "teach",
+        cfg.to_str().expect("utf8"),
+        "--out",
+        out_dir.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("exclude-ids: {n_val} of 240 rows skipped")),
+        "{}",
+        stderr(&o)
+    );
+    let log = distill_core::teacher_log::read_log_lines(&out_dir.join("logs.jsonl")).expect("log");
+    assert_eq!(log.records.len() as u64, 240 - n_val);
+    assert!(log.records.iter().all(|r| !ids.lines().any(|l| l == r.id)));
+}
