@@ -149,14 +149,15 @@ impl SuiteReport {
 /// `softmax(log p / T)`: temperature scaling of probabilities (log p differs
 /// from the logits by a per-row constant, which softmax ignores).
 pub fn apply_temperature(probs: &[f32], t: f64) -> Vec<f64> {
-    let z: Vec<f64> = probs
+    let mut z: Vec<f64> = probs
         .iter()
         .map(|&p| (f64::from(p).max(1e-12)).ln() / t)
         .collect();
     let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
+    z.iter_mut().for_each(|v| *v = (*v - m).exp());
+    let s: f64 = z.iter().sum();
+    z.iter_mut().for_each(|v| *v /= s);
+    z
 }
 
 /// The rule's parameters.
@@ -189,9 +190,20 @@ impl Rule {
     /// Calibrate `probs` (a softmax row), rank, and decide.
     pub fn decide(&self, probs: &[f32]) -> Decision {
         let cal = apply_temperature(probs, self.temperature);
-        let mut order: Vec<usize> = (0..cal.len()).collect();
-        // Best first; ties go to the lower index, as argmax does.
-        order.sort_by(|&a, &b| cal[b].total_cmp(&cal[a]).then(a.cmp(&b)));
+        // The top k, best first; ties go to the lower index, as argmax does.
+        // (A k-slot insertion: k is small, the label set may not be.)
+        let k = self.top_k.max(1).min(cal.len());
+        let mut order: Vec<usize> = Vec::with_capacity(k + 1);
+        for i in 0..cal.len() {
+            let pos = order
+                .iter()
+                .position(|&j| cal[i].total_cmp(&cal[j]) == std::cmp::Ordering::Greater)
+                .unwrap_or(order.len());
+            if pos < k {
+                order.insert(pos, i);
+                order.truncate(k);
+            }
+        }
         let label = order.first().copied().unwrap_or(0);
         let confidence = cal.get(label).copied().unwrap_or(0.0);
         let by_label = self.always_escalate.map(|o| o == label);
@@ -203,11 +215,7 @@ impl Rule {
         Decision {
             label,
             confidence,
-            top: order
-                .iter()
-                .take(self.top_k.max(1))
-                .map(|&i| (i, cal[i]))
-                .collect(),
+            top: order.iter().map(|&i| (i, cal[i])).collect(),
             escalate,
         }
     }
@@ -246,6 +254,43 @@ mod tests {
             ..rule
         };
         assert_eq!(none.decide(&[0.5, 0.5, 0.0]).escalate, None);
+    }
+
+    /// The k-slot selection ranks exactly as a full sort does (best first,
+    /// ties to the lower index), for every k, with ties and a NaN.
+    #[test]
+    fn top_k_selection_equals_a_full_sort() {
+        let mut rng = crate::hash::SplitMix64(7);
+        for case in 0..200 {
+            let n = 1 + (rng.next_u64() % 80) as usize;
+            let mut p: Vec<f32> = (0..n)
+                .map(|_| ((rng.next_u64() % 1000) as f32 / 1000.0).max(1e-6))
+                .collect();
+            if case % 7 == 0 && n > 3 {
+                p[1] = p[3]; // a tie
+            }
+            if case % 11 == 0 {
+                p[0] = f32::NAN;
+            }
+            let s: f32 = p.iter().filter(|x| x.is_finite()).sum();
+            p.iter_mut().for_each(|x| *x /= s);
+            for k in [1, 3, n, n + 5] {
+                let rule = Rule {
+                    temperature: 1.3,
+                    threshold: None,
+                    top_k: k,
+                    always_escalate: None,
+                };
+                let d = rule.decide(&p);
+                let cal = apply_temperature(&p, 1.3);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by(|&a, &b| cal[b].total_cmp(&cal[a]).then(a.cmp(&b)));
+                let want: Vec<usize> = order.into_iter().take(k.max(1)).collect();
+                let got: Vec<usize> = d.top.iter().map(|t| t.0).collect();
+                assert_eq!(got, want, "case {case}, k {k}");
+                assert_eq!(d.label, want[0]);
+            }
+        }
     }
 
     #[test]
