@@ -211,7 +211,10 @@ pub fn run_cache(cmd: CacheCommand) -> CmdResult {
                 )));
             }
             let dir = dir.unwrap_or_else(Cache::default_dir);
-            let older = older_than_days.map(|d| std::time::Duration::from_secs_f64(d * 86_400.0));
+            let older = older_than_days
+                .map(|d| std::time::Duration::try_from_secs_f64(d * 86_400.0))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--older-than-days is too large"))?;
             let (n, freed) = prune_cache(&dir, older, max_size);
             let (left, bytes) = cache_usage(&dir);
             println!(

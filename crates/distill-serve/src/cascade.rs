@@ -229,15 +229,21 @@ impl Answer {
 
 /// Answer one text whose local route is known: locally (never blocks), or
 /// from the upstream (blocks while it is asked).
-pub fn answer(
-    tiers: &Tiers,
-    upstream: Option<&Upstream>,
-    text: &str,
-    route: Route,
-    on_error_local: bool,
-    metrics: &crate::metrics::Metrics,
-    log: Option<&crate::log::EscalationLog>,
-) -> Result<Answer, String> {
+/// What answering needs besides the text: the upstream and its slots, the
+/// upstream-error policy, metrics and the escalation log.
+pub struct Ctx<'a> {
+    pub upstream: Option<&'a Upstream>,
+    /// Escalations allowed to wait on the upstream at once.
+    pub upstream_slots: Option<&'a tokio::sync::Semaphore>,
+    pub max_upstream: usize,
+    pub on_error_local: bool,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub log: Option<&'a crate::log::EscalationLog>,
+}
+
+pub fn answer(tiers: &Tiers, text: &str, route: Route, ctx: &Ctx) -> Result<Answer, String> {
+    let (upstream, on_error_local, metrics, log) =
+        (ctx.upstream, ctx.on_error_local, ctx.metrics, ctx.log);
     metrics.local_seconds.observe(route.local_seconds);
     if let Some(r) = route.reason {
         metrics.escalation(r.as_str());
@@ -263,15 +269,29 @@ pub fn answer(
             Err(why)
         }
     };
-    if up.cooling_down() {
+    let admit = up.admit();
+    if admit == crate::upstream::Admit::Open {
         metrics.cooldown_skips.inc();
-        return failed("the upstream is cooling down after repeated failures".into());
+        return failed(
+            "the upstream is cooling down (repeated failures, a Retry-After pause, or the server is draining)"
+                .into(),
+        );
     }
+    // At most `max-upstream-concurrency` escalations wait on the upstream;
+    // beyond that they are answered at once, so a hung upstream never
+    // starves the local tiers of request slots.
+    let Some(_slot) = ctx.upstream_slots.and_then(|s| s.try_acquire().ok()) else {
+        metrics.upstream_saturated.inc();
+        return failed(format!(
+            "{} escalations are already waiting on the upstream (max-upstream-concurrency)",
+            ctx.max_upstream
+        ));
+    };
     // What leaves the device is redacted by the model's own preprocessing.
     let clean = tiers.preprocess().apply(text).into_owned();
     let id = content_id(&clean);
     let t0 = Instant::now();
-    let rec = up.ask(&id, &clean, metrics);
+    let rec = up.ask(&id, &clean, admit, metrics);
     metrics.upstream_seconds.observe(t0.elapsed().as_secs_f64());
     if let Some(log) = log
         && let Err(e) = log.append(&rec, &clean)

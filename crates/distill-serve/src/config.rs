@@ -44,6 +44,11 @@ pub struct ServeConfig {
     /// Requests in progress at most; beyond it, 429.
     #[serde(default = "d_max_concurrency")]
     pub max_concurrency: usize,
+    /// Escalations waiting on the upstream at most; beyond it they are
+    /// answered at once as `on-upstream-error` says (a hung upstream never
+    /// takes every request slot from the local tiers).
+    #[serde(default = "d_max_upstream")]
+    pub max_upstream_concurrency: usize,
     /// Largest request body; beyond it, 413.
     #[serde(default = "d_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -121,6 +126,9 @@ fn d_port() -> u16 {
 fn d_max_concurrency() -> usize {
     256
 }
+fn d_max_upstream() -> usize {
+    64
+}
 fn d_max_body_bytes() -> usize {
     1 << 20
 }
@@ -168,8 +176,15 @@ impl ServeConfig {
         if let Some(u) = &self.upstream {
             u.validate().map_err(crate::Error::Config)?;
         }
-        if self.max_concurrency == 0 || self.max_body_bytes == 0 || self.max_batch == 0 {
-            return bad("max-concurrency, max-body-bytes and max-batch must be > 0".into());
+        if self.max_concurrency == 0
+            || self.max_body_bytes == 0
+            || self.max_batch == 0
+            || self.max_upstream_concurrency == 0
+        {
+            return bad(
+                "max-concurrency, max-upstream-concurrency, max-body-bytes and max-batch must be > 0"
+                    .into(),
+            );
         }
         if self.max_concurrency > (u32::MAX >> 3) as usize {
             return bad(format!(

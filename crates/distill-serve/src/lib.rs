@@ -62,6 +62,8 @@ pub struct AppState {
     log: Option<log::EscalationLog>,
     draining: AtomicBool,
     permits: Arc<tokio::sync::Semaphore>,
+    upstream_slots: tokio::sync::Semaphore,
+    reloading: tokio::sync::Mutex<()>,
     /// The bearer token of `auth-token-env` (never logged or printed).
     token: Option<String>,
     requests: std::sync::atomic::AtomicU64,
@@ -96,6 +98,8 @@ impl AppState {
             .as_ref()
             .and_then(|v| std::env::var(v).ok());
         Ok(AppState {
+            upstream_slots: tokio::sync::Semaphore::new(config.max_upstream_concurrency),
+            reloading: tokio::sync::Mutex::new(()),
             request_log: config.request_log.then(reqlog::RequestLog::stderr),
             token,
             requests: std::sync::atomic::AtomicU64::new(0),
@@ -129,6 +133,20 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        if let Some(up) = &self.upstream {
+            up.stop();
+        }
+    }
+
+    fn ctx(&self) -> cascade::Ctx<'_> {
+        cascade::Ctx {
+            upstream: self.upstream.as_deref(),
+            upstream_slots: Some(&self.upstream_slots),
+            max_upstream: self.config.max_upstream_concurrency,
+            on_error_local: self.config.on_upstream_error == OnUpstreamError::Local,
+            metrics: &self.metrics,
+            log: self.log.as_ref(),
+        }
     }
 
     pub fn flush(&self) {
@@ -137,6 +155,12 @@ impl AppState {
         }
         if let Some(l) = &self.request_log {
             l.sync();
+            if l.dropped() > 0 {
+                eprintln!(
+                    "warning: {} request-log lines were dropped (stderr fell 8 MiB behind)",
+                    l.dropped()
+                );
+            }
         }
     }
 }
@@ -220,8 +244,9 @@ async fn around(
         && !req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|t| same_token(t, token.as_bytes()))
+            .map(|v| v.as_bytes())
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .is_some_and(|v| same_token(&v[7..], token.as_bytes()))
     {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
@@ -299,6 +324,8 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     (status, axum::Json(body)).into_response()
 }
 
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Read a request body of at most `limit` bytes: a larger declared
 /// `Content-Length` is refused at once (413) without reading the body; a
 /// body that grows past the limit while streaming is refused too.
@@ -318,9 +345,19 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, Response> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| too_large())
+    // A body trickled in slowly holds a request slot: 10 s to send it.
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "the body took longer than {} s to arrive",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Parse a JSON body, with a 400 that says what is wrong.
@@ -440,7 +477,6 @@ async fn answer_all(
     let t0 = Instant::now();
     let tiers = state.tiers();
     let has_upstream = state.upstream.is_some();
-    let on_error_local = state.config.on_upstream_error == OnUpstreamError::Local;
     let routes = (texts.len() <= INLINE_TEXTS).then(|| {
         texts
             .iter()
@@ -453,7 +489,14 @@ async fn answer_all(
         let answers = texts
             .iter()
             .zip(routes.iter().cloned())
-            .map(|(t, r)| cascade::answer(&tiers, None, t, r, on_error_local, &state.metrics, None))
+            .map(|(t, r)| {
+                // Local routes never reach the upstream.
+                let ctx = cascade::Ctx {
+                    upstream: None,
+                    ..state.ctx()
+                };
+                cascade::answer(&tiers, t, r, &ctx)
+            })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|why| error(StatusCode::BAD_GATEWAY, "upstream_error", why))?;
         let per = t0.elapsed().as_secs_f64() / answers.len().max(1) as f64;
@@ -475,15 +518,7 @@ async fn answer_all(
                     .as_mut()
                     .and_then(Iterator::next)
                     .unwrap_or_else(|| cascade::route(&tiers, t, has_upstream, forced));
-                let a = cascade::answer(
-                    &tiers,
-                    st.upstream.as_deref(),
-                    t,
-                    route,
-                    on_error_local,
-                    &st.metrics,
-                    st.log.as_ref(),
-                );
+                let a = cascade::answer(&tiers, t, route, &st.ctx());
                 st.metrics
                     .request_seconds
                     .observe(t1.elapsed().as_secs_f64());
@@ -755,6 +790,13 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 }
 
 async fn reload(State(state): State<Shared>) -> Response {
+    let Ok(_one) = state.reloading.try_lock() else {
+        return error(
+            StatusCode::CONFLICT,
+            "reload_in_progress",
+            "a reload is already running",
+        );
+    };
     let st = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || st.reload()).await {
         Ok(Ok(n)) => axum::Json(json!({"reloaded": n})).into_response(),

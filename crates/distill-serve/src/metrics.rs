@@ -26,6 +26,8 @@ pub struct Metrics {
     pub cooldowns: Counter,
     /// Escalations answered without asking the upstream (it was cooling down).
     pub cooldown_skips: Counter,
+    /// Escalations answered without asking the upstream (every upstream slot busy).
+    pub upstream_saturated: Counter,
     answered_total: AtomicU64,
     answered_local: AtomicU64,
 }
@@ -74,6 +76,12 @@ impl Metrics {
         );
         let cooldowns = Counter::default();
         let cooldown_skips = Counter::default();
+        let upstream_saturated = Counter::default();
+        registry.register(
+            "upstream_saturated",
+            "Escalations not sent upstream because max-upstream-concurrency were waiting on it",
+            upstream_saturated.clone(),
+        );
         registry.register(
             "upstream_cooldowns",
             "Times the upstream went into cooldown after repeated failures",
@@ -88,6 +96,7 @@ impl Metrics {
             registry,
             cooldowns,
             cooldown_skips,
+            upstream_saturated,
             requests,
             escalations,
             upstream_attempts,

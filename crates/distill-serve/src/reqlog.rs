@@ -8,23 +8,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Lines waiting to be written at most (a stalled stderr must not grow
+/// memory without bound): beyond it, lines are dropped and counted.
+const MAX_PENDING: usize = 8 << 20;
 
 type Sink = Box<dyn Write + Send>;
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
     out: Mutex<Sink>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
-    fn write_out(&self) {
+    /// Write what is pending. The writer is locked first, so a `sync` that
+    /// returns has seen every earlier line written (none is in another
+    /// thread's hands).
+    fn write_out(&self, out: &mut Sink) {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return;
         }
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = out.write_all(&batch);
         let _ = out.flush();
+    }
+
+    fn write_out_blocking(&self) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_out(&mut out);
     }
 }
 
@@ -42,13 +53,14 @@ impl RequestLog {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 << 10)),
             out: Mutex::new(Box::new(out)),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("request-log".into())
             .spawn(move || {
                 while let Some(shared) = weak.upgrade() {
-                    shared.write_out();
+                    shared.write_out_blocking();
                     drop(shared);
                     std::thread::sleep(FLUSH_EVERY);
                 }
@@ -64,6 +76,12 @@ impl RequestLog {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING {
+            self.shared
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let start = pending.len();
         if serde_json::to_writer(&mut *pending, line).is_ok() {
             pending.push(b'\n');
@@ -72,15 +90,33 @@ impl RequestLog {
         }
     }
 
-    /// Write every line logged so far.
+    /// Lines dropped because the writer had fallen `MAX_PENDING` behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Write every line logged so far; gives up after 2 s when the writer
+    /// is stuck (a stalled stderr must not hang shutdown).
     pub fn sync(&self) {
-        self.shared.write_out();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Ok(mut out) = self.shared.out.try_lock() {
+                self.shared.write_out(&mut out);
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 impl Drop for RequestLog {
     fn drop(&mut self) {
-        self.shared.write_out();
+        self.sync();
     }
 }
 

@@ -29,44 +29,67 @@ pub struct Upstream {
 }
 
 /// The cooldown after repeated failures: `after` failures in a row (each
-/// already retried with backoff) open it for `cooldown`; the first call
-/// after that is a probe, whose success closes it.
+/// already retried with backoff) open it for `cooldown`. When it has passed,
+/// exactly one call goes through as a probe (everyone else still gets the
+/// cooldown answer): its success closes the breaker, its failure reopens it.
 struct Breaker {
     after: u32,
     cooldown: Duration,
     failures: AtomicU32,
     until: Mutex<Option<Instant>>,
+    probing: AtomicBool,
+}
+
+/// Whether a call may go to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Closed,
+    /// The one call after a cooldown.
+    Probe,
+    Open,
 }
 
 impl Breaker {
-    fn open(&self) -> bool {
-        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+    fn admit(&self) -> Admit {
+        let until = self.until.lock().unwrap_or_else(|p| p.into_inner());
         match *until {
-            Some(t) if Instant::now() < t => true,
+            None => Admit::Closed,
+            Some(t) if Instant::now() < t => Admit::Open,
             Some(_) => {
-                // Cooled down: let calls through again (one failure reopens it).
-                *until = None;
-                self.failures
-                    .store(self.after.saturating_sub(1), Ordering::SeqCst);
-                false
+                if self
+                    .probing
+                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    Admit::Probe
+                } else {
+                    Admit::Open
+                }
             }
-            None => false,
         }
     }
 
     /// Count one call's outcome; true when this failure opened the breaker.
-    fn record(&self, failed: bool) -> bool {
+    fn record(&self, failed: bool, admit: Admit) -> bool {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
         if !failed {
             self.failures.store(0, Ordering::SeqCst);
+            if admit == Admit::Probe || until.is_some() {
+                *until = None;
+                self.probing.store(false, Ordering::SeqCst);
+            }
             return false;
         }
         let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.after > 0 && n >= self.after {
-            let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
-            if until.is_none() {
-                *until = Some(Instant::now() + self.cooldown);
-                return true;
-            }
+        if admit == Admit::Probe {
+            // The probe failed: another cooldown.
+            *until = Some(Instant::now() + self.cooldown);
+            self.probing.store(false, Ordering::SeqCst);
+            return true;
+        }
+        if self.after > 0 && n >= self.after && until.is_none() {
+            *until = Some(Instant::now() + self.cooldown);
+            return true;
         }
         false
     }
@@ -116,6 +139,7 @@ impl Upstream {
                 cooldown: Duration::from_secs_f64(cooldown_s),
                 failures: AtomicU32::new(0),
                 until: Mutex::new(None),
+                probing: AtomicBool::new(false),
             },
         })
     }
@@ -124,16 +148,31 @@ impl Upstream {
         &self.spec.model
     }
 
-    /// True while the upstream is cooling down after repeated failures:
-    /// escalations are not sent to it.
-    pub fn cooling_down(&self) -> bool {
-        self.breaker.open()
+    /// Whether an escalation may be sent now: not while the upstream cools
+    /// down after repeated failures, nor while it asked everyone to wait
+    /// (`Retry-After`), nor once the server is draining.
+    pub fn admit(&self) -> Admit {
+        if self.stop.load(Ordering::SeqCst) || self.client.paused() {
+            return Admit::Open;
+        }
+        self.breaker.admit()
+    }
+
+    /// Draining: calls in progress stop retrying, no new ones start.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Ask about one (already redacted) text; the record carries the answer
     /// or the error, and the attempts made. A failure other than an answer
     /// outside the label set counts towards the cooldown.
-    pub fn ask(&self, id: &str, text: &str, metrics: &crate::metrics::Metrics) -> TeacherRecord {
+    pub fn ask(
+        &self,
+        id: &str,
+        text: &str,
+        admit: Admit,
+        metrics: &crate::metrics::Metrics,
+    ) -> TeacherRecord {
         let body = request_body(&self.spec, self.prompt.messages(text), None, self.seed);
         let ex = Example {
             id: id.to_string(),
@@ -172,7 +211,7 @@ impl Upstream {
             Some(e) => e.kind.as_str(),
         });
         let failed = rec.error.as_ref().is_some_and(|e| e.kind != "parse");
-        if self.breaker.record(failed) {
+        if self.breaker.record(failed, admit) {
             metrics.cooldowns.inc();
             eprintln!(
                 "warning: upstream failed {} times in a row ({}); not asking it for {:.0} s",

@@ -50,7 +50,11 @@ fn span_labels(rows: &[Example]) -> Vec<String> {
 }
 
 /// The rows a config selects, in processing order.
-fn select_rows<'a>(config: &TeachConfig, dataset: &'a Dataset) -> Result<Vec<&'a Example>> {
+fn select_rows<'a>(
+    config: &TeachConfig,
+    dataset: &'a Dataset,
+    exclude: &rustc_hash::FxHashSet<String>,
+) -> Result<Vec<&'a Example>> {
     let mut splits = Vec::new();
     for s in &config.splits {
         splits.push(Split::parse(s).ok_or_else(|| {
@@ -64,6 +68,16 @@ fn select_rows<'a>(config: &TeachConfig, dataset: &'a Dataset) -> Result<Vec<&'a
         .iter()
         .filter(|e| splits.is_empty() || e.split.is_some_and(|s| splits.contains(&s)))
         .collect();
+    // Excluded before `limit`: a limit of N still labels N rows.
+    if !exclude.is_empty() {
+        let before = rows.len();
+        rows.retain(|e| !exclude.contains(&e.id));
+        eprintln!(
+            "exclude-ids: {} of {before} rows skipped ({} ids listed)",
+            before - rows.len(),
+            exclude.len()
+        );
+    }
     if let Some(limit) = config.limit {
         rows.sort_by_key(|e| (seeded_u64(config.seed, &e.id), e.id.clone()));
         rows.truncate(limit);
@@ -104,35 +118,30 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     let dataset = distill_data::open::open_dataset(&dpath, curate.as_deref())?;
     let task = config.task.unwrap_or(dataset.manifest.task);
     let labels = dataset.manifest.labels.clone();
-    let mut rows = select_rows(config, &dataset)?;
-    if let Some(x) = &config.exclude_ids {
-        let path = resolve(&req.base, x);
-        let file = if path.is_dir() {
-            path.join(distill_core::run_layout::VAL_IDS_FILE)
-        } else {
-            path
-        };
-        let text = distill_core::fsutil::read_bounded(&file, 256 << 20).map_err(|e| {
-            Error::Input(format!(
-                "exclude-ids: {e} (a file of ids, one per line, or a run directory with {})",
-                distill_core::run_layout::VAL_IDS_FILE
-            ))
-        })?;
-        let text = String::from_utf8_lossy(&text);
-        let ids: rustc_hash::FxHashSet<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let before = rows.len();
-        rows.retain(|e| !ids.contains(e.id.as_str()));
-        eprintln!(
-            "exclude-ids: {} of {before} rows skipped ({} ids in {})",
-            before - rows.len(),
-            ids.len(),
-            file.display()
-        );
-    }
+    let exclude: rustc_hash::FxHashSet<String> = match &config.exclude_ids {
+        None => Default::default(),
+        Some(x) => {
+            let path = resolve(&req.base, x);
+            let file = if path.is_dir() {
+                path.join(distill_core::run_layout::VAL_IDS_FILE)
+            } else {
+                path
+            };
+            let text = distill_core::fsutil::read_bounded(&file, 256 << 20).map_err(|e| {
+                Error::Input(format!(
+                    "exclude-ids: {e} (a file of ids, one per line, or a run directory with {})",
+                    distill_core::run_layout::VAL_IDS_FILE
+                ))
+            })?;
+            String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+    };
+    let rows = select_rows(config, &dataset, &exclude)?;
     if rows.is_empty() {
         return Err(Error::Input(format!(
             "dataset {}: no rows in splits {:?}",

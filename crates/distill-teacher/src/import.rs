@@ -160,6 +160,11 @@ impl Importer {
             }
             if !multilabel {
                 let sum: f64 = probs.values().sum();
+                if !sum.is_finite() {
+                    return Err(
+                        "field `probs`: the probabilities do not sum to a finite number".into(),
+                    );
+                }
                 if sum <= 0.0 {
                     return Err("field `probs`: no mass on any label".into());
                 }
@@ -176,6 +181,19 @@ impl Importer {
                     .ok_or("field `labels` must be a list of strings")?,
                 _ => return Err("field `label` must be a string".into()),
             };
+            let mut named = named;
+            named.sort();
+            named.dedup();
+            if named.is_empty() || (!multilabel && named.len() > 1) {
+                return Err(if multilabel {
+                    "field `labels`: an empty list names no label".to_string()
+                } else {
+                    format!(
+                        "{} labels for a single-label task: give one `label`",
+                        named.len()
+                    )
+                });
+            }
             for l in labels {
                 probs.insert(l.clone(), 0.0);
             }

@@ -141,12 +141,17 @@ impl Client {
                 a.iter()
                     .find(|m| m.get("id").and_then(Value::as_str) == Some(model))
             })
-            .cloned()
-            .map(|mut m| {
-                if let Some(o) = m.as_object_mut() {
-                    o.remove("created");
-                }
-                m
+            .and_then(|m| m.as_object())
+            .map(|m| {
+                // An allow-list of what names the model and its weights:
+                // servers put per-call values in the rest (`created`,
+                // vLLM's `permission` ids), which would change every key.
+                let kept: serde_json::Map<String, Value> = m
+                    .iter()
+                    .filter(|(k, _)| IDENTITY_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Value::Object(kept)
             });
         let ids: Vec<&str> = body
             .get("data")
@@ -170,6 +175,14 @@ impl Client {
                 .unwrap_or_default(),
             ids.join(", ")
         )))
+    }
+
+    /// A shared `Retry-After` pause is in force.
+    pub fn paused(&self) -> bool {
+        self.pause_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t > Instant::now())
     }
 
     /// Wait out a shared `Retry-After` pause, if any.
@@ -416,6 +429,12 @@ impl Completion {
         })
     }
 }
+
+/// The fields of a `/models` entry that identify a served model: its name,
+/// owner and lineage (`root`, `parent`: vLLM), context length, and
+/// llama.cpp's `meta` (vocabulary, parameter count, file size of the weights).
+pub const IDENTITY_FIELDS: [&str; 6] =
+    ["id", "owned_by", "root", "parent", "max_model_len", "meta"];
 
 /// Content-addressed response cache: `<dir>/<2 hex>/<sha256>.json`, keyed
 /// on the endpoint, the request body and the server's identity (what its

@@ -121,10 +121,11 @@ impl LabelMatcher {
     /// the text says nothing yet (empty after normalisation).
     ///
     /// A label that the text only completes with more words after it
-    /// (`order` for `order status`) is dropped when a longer label accounts
-    /// for those words: the text spells that label, not the shorter one
-    /// plus noise. It stays when only punctuation or spaces follow
-    /// (`order.`, `order `), or when no other label fits.
+    /// (`order` for `order status`) is dropped when the text spells a longer
+    /// label completely: it names that label, not the shorter one plus
+    /// noise. It stays when only punctuation or spaces follow (`order.`,
+    /// `order `), while the longer label is still unfinished (`order stat`
+    /// fits both: the next token decides), or when no other label fits.
     pub fn consistent(&self, text: &str) -> Option<Vec<usize>> {
         let a = normalize(text);
         if a.is_empty() {
@@ -136,7 +137,13 @@ impl LabelMatcher {
                 l.starts_with(&a) || completes(&a, l)
             })
             .collect();
-        let longest = fits.iter().map(|&i| self.norm[i].len()).max().unwrap_or(0);
+        // The longest label the text spells completely.
+        let longest = fits
+            .iter()
+            .filter(|&&i| completes(&a, &self.norm[i]))
+            .map(|&i| self.norm[i].len())
+            .max()
+            .unwrap_or(0);
         Some(
             fits.into_iter()
                 .filter(|&i| {
@@ -371,7 +378,12 @@ mod tests {
         assert!((p[0] * cov - 0.18).abs() < 1e-9, "`order.` is order: {p:?}");
         assert_eq!(m.consistent("order status").unwrap(), vec![1]);
         assert_eq!(m.consistent("order ").unwrap(), vec![0, 1]);
-        assert_eq!(m.consistent("order stat").unwrap(), vec![1]);
+        assert_eq!(
+            m.consistent("order stat").unwrap(),
+            vec![0, 1],
+            "not spelled yet"
+        );
+        assert_eq!(m.consistent("order status.").unwrap(), vec![1]);
         assert_eq!(
             m.consistent("order foo").unwrap(),
             vec![0],

@@ -521,10 +521,10 @@ fn upstream_faults_are_retried_with_exact_accounting_and_a_cooldown_follows_repe
             &format!("upstream.base-url=\"{}\"", proxy.base_url()),
             "upstream.preflight=false",
             "cooldown-after=2",
-            "cooldown-s=600",
+            "cooldown-s=1.5",
         ],
     );
-    for i in 0..3 {
+    let down = |i: usize| {
         let (code, v, _) = post(
             &server.base,
             "/v1/classify",
@@ -532,7 +532,8 @@ fn upstream_faults_are_retried_with_exact_accounting_and_a_cooldown_follows_repe
         );
         assert_eq!(code, 200, "{v}");
         assert_eq!(v["degraded"], true, "{v}");
-    }
+    };
+    (0..3).for_each(down);
     let (_, m) = get(&server.base, "/metrics");
     assert_eq!(
         counter(&m, attempts, "status=\"http-500\""),
@@ -547,6 +548,25 @@ fn upstream_faults_are_retried_with_exact_accounting_and_a_cooldown_follows_repe
     assert_eq!(
         counter(&m, "distill_serve_upstream_cooldown_skips_total", ""),
         1.0,
+        "{m}"
+    );
+    // After the cooldown one probe goes through; it fails: another cooldown.
+    std::thread::sleep(std::time::Duration::from_millis(1700));
+    (3..5).for_each(down);
+    let (_, m) = get(&server.base, "/metrics");
+    assert_eq!(
+        counter(&m, attempts, "status=\"http-500\""),
+        9.0,
+        "one probe: {m}"
+    );
+    assert_eq!(
+        counter(&m, "distill_serve_upstream_cooldowns_total", ""),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        counter(&m, "distill_serve_upstream_cooldown_skips_total", ""),
+        2.0,
         "{m}"
     );
     drop(server);
@@ -883,5 +903,54 @@ fn sigterm_with_requests_in_flight_fails_none_and_the_log_is_complete() {
             .count(),
         7,
         "the request log is flushed on shutdown: {stderr}"
+    );
+}
+
+/// At most `max-upstream-concurrency` escalations wait on a slow upstream;
+/// the rest are answered at once (degraded), so a hung upstream cannot take
+/// every request slot from the local tiers.
+#[test]
+fn escalations_beyond_the_upstream_slots_are_answered_at_once() {
+    use distill_testkit::proxy::{Fault, FaultProxy};
+    let (_tmp, _bundle, upstream, _log, cfg) = setup();
+    let proxy = FaultProxy::start(
+        &format!("http://127.0.0.1:{}", upstream.port),
+        vec![Fault::Delay { secs: 2.0 }],
+    )
+    .expect("proxy");
+    let server = serve(
+        &cfg,
+        &[
+            &format!("upstream.base-url=\"{}\"", proxy.base_url()),
+            "upstream.preflight=false",
+            "max-upstream-concurrency=1",
+        ],
+    );
+    let base = server.base.clone();
+    let slow = std::thread::spawn(move || {
+        post(
+            &base,
+            "/v1/classify",
+            br#"{"text": "slow one", "escalate": true}"#,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let t0 = std::time::Instant::now();
+    let (code, v, _) = post(
+        &server.base,
+        "/v1/classify",
+        br#"{"text": "another one", "escalate": true}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["degraded"], true, "{v}");
+    assert!(t0.elapsed().as_secs_f64() < 1.0, "answered at once");
+    let (code, v, _) = slow.join().expect("slow");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["tier"], "upstream", "{v}");
+    let (_, m) = get(&server.base, "/metrics");
+    assert_eq!(
+        counter(&m, "distill_serve_upstream_saturated_total", ""),
+        1.0,
+        "{m}"
     );
 }

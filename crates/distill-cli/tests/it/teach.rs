@@ -1061,7 +1061,13 @@ fn the_response_cache_is_keyed_on_the_server_and_can_be_bypassed_refreshed_and_p
     );
     drop(a);
     // Same port, same model name, other weights: asked again, not replayed.
-    let b = InstantServer::start_model(Some(port), "ham", "spam", serde_json::json!({"size": 2}))
+    // (The old listener's thread lets go of the port shortly after the drop.)
+    let b = (0..100)
+        .find_map(|_| {
+            InstantServer::start_model(Some(port), "ham", "spam", serde_json::json!({"size": 2}))
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
         .expect("server b on the same port");
     let m = teach_ok(&cfg, &tmp.path().join("t2"), &[]);
     assert_eq!(m["counts"]["cached"], 0, "{m}");

@@ -737,7 +737,9 @@ fn a_teacher_covering_carved_validation_rows_is_flagged_and_teach_can_skip_them(
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains(&format!("exclude-ids: {n_val} of 240 rows skipped")),
+        stderr(&o).contains(&format!(
+            "exclude-ids: {n_val} of 240 rows skipped ({n_val} ids listed)"
+        )),
         "{}",
         stderr(&o)
     );
