@@ -682,20 +682,25 @@ fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin()
     assert_eq!(call(&agent, "/v1/classify", Some(token), one), 200);
     assert_eq!(get(&base, "/health").0, 200, "probes stay open");
 
-    // Four clients, 150 requests each, while the bundle is re-exported in
-    // place and reloaded (HTTP and SIGHUP) again and again: none fails.
+    // Four clients send requests (150 each at least) for as long as the
+    // bundle is re-exported in place and reloaded (HTTP and SIGHUP), six
+    // times: none fails.
     let failures = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|c| {
-            let (failures, done) = (failures.clone(), done.clone());
+            let (failures, done, stop) = (failures.clone(), done.clone(), stop.clone());
             let base = base.clone();
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
                     .build()
                     .into();
-                for i in 0..150 {
+                for i in 0.. {
+                    if i >= 150 && stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
                     let body =
                         json!({"text": format!("client {c} message {i}: are you free tonight?")});
                     let status = agent
@@ -718,7 +723,7 @@ fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin()
         .expect("the run holds the bundle")
         .to_path_buf();
     let mut reloads = 0;
-    while done.load(std::sync::atomic::Ordering::SeqCst) < 600 {
+    while reloads < 6 {
         if reloads % 3 == 0 {
             ok(&["export", &s(&run), "--format", "burn", "--out", &s(&bundle)]);
         }
@@ -734,10 +739,12 @@ fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin()
         reloads += 1;
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for c in clients {
         c.join().expect("client");
     }
-    assert!(reloads >= 3, "{reloads} reloads");
+    let done = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(done >= 600, "{done} requests");
     assert_eq!(
         failures.load(std::sync::atomic::Ordering::SeqCst),
         0,
@@ -757,9 +764,9 @@ fn reload_under_load_fails_no_request_and_the_token_guards_inference_and_admin()
         .filter(|v| v["path"] == "/v1/classify")
         .collect();
     assert_eq!(
-        lines.len(),
-        603,
-        "one line per request (2 refused, 1 + 600 answered)"
+        lines.len() as u64,
+        3 + done,
+        "one line per request (2 refused, 1 + {done} answered)"
     );
     assert!(
         lines
