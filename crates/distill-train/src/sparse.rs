@@ -102,21 +102,25 @@ impl SparseEmbedding {
             }
         }
         self.step += 1;
-        let (b1, b2) = (self.beta1, self.beta2);
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         let t = self.step as i32;
         let c1 = 1.0 - b1.powi(t);
         let c2 = 1.0 - b2.powi(t);
         let lr = lr as f32;
+        // Row slices zipped together: no bounds checks in the inner loop,
+        // which the compiler then vectorises (sqrt and division included).
         for (slot, &id) in self.touched.iter().enumerate() {
             let base = id as usize * d;
             let g = &self.grad[slot * d..(slot + 1) * d];
-            for (k, &gk) in g.iter().enumerate() {
-                let i = base + k;
-                self.m[i] = b1 * self.m[i] + (1.0 - b1) * gk;
-                self.v[i] = b2 * self.v[i] + (1.0 - b2) * gk * gk;
-                let mhat = self.m[i] / c1;
-                let vhat = self.v[i] / c2;
-                self.table[i] -= lr * mhat / (vhat.sqrt() + self.eps);
+            let m = &mut self.m[base..base + d];
+            let v = &mut self.v[base..base + d];
+            let w = &mut self.table[base..base + d];
+            for (((m, v), w), &gk) in m.iter_mut().zip(v.iter_mut()).zip(w.iter_mut()).zip(g) {
+                *m = b1 * *m + (1.0 - b1) * gk;
+                *v = b2 * *v + (1.0 - b2) * gk * gk;
+                let mhat = *m / c1;
+                let vhat = *v / c2;
+                *w -= lr * mhat / (vhat.sqrt() + eps);
             }
             self.mark[id as usize] = u32::MAX;
         }
