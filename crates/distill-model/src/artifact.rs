@@ -323,7 +323,7 @@ impl Predictor {
         let host_table = match &model {
             Student::Bag(bag) => {
                 let [rows, dim] = bag.embedding_dims();
-                let table = bag.embedding_to_host_f32();
+                let table = bag.embedding_to_host();
                 (table.len() == rows * dim && dim > 0).then_some((table, dim))
             }
             Student::Encoder(_) => None,
@@ -344,7 +344,12 @@ impl Predictor {
 
     /// Raw logits per featurized sequence (no softmax), in batches.
     pub fn logits(&self, seqs: &[Vec<u32>], batch_size: usize) -> Vec<Vec<f32>> {
-        batched(&self.model, seqs, batch_size, &self.device, |logits| logits)
+        batched(
+            seqs,
+            batch_size,
+            |refs| self.model.forward(&Batch::new(refs, &self.device)),
+            |l| l,
+        )
     }
 
     /// Probabilities per featurized sequence (see [`Predictor::predict_proba`]).
@@ -352,43 +357,15 @@ impl Predictor {
         let (Student::Bag(bag), Some((table, dim))) = (&self.model, &self.host_table) else {
             return predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device);
         };
-        let (dim, rows) = (*dim, table.len() / *dim);
-        let mut out = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(batch_size.max(1)) {
-            // The masked mean of the rows, as `BagModel::forward` computes it
-            // (an id out of the table, impossible from the featurizer, pools
-            // as a zero row rather than panicking).
-            let mut pooled = vec![0f32; chunk.len() * dim];
-            for (r, seq) in chunk.iter().enumerate() {
-                let acc = &mut pooled[r * dim..(r + 1) * dim];
-                for &id in seq {
-                    let id = id as usize;
-                    if id < rows {
-                        let row = &table[id * dim..(id + 1) * dim];
-                        acc.iter_mut().zip(row).for_each(|(a, x)| *a += x);
-                    }
-                }
-                let n = seq.len().max(1) as f32;
-                acc.iter_mut().for_each(|a| *a /= n);
-            }
-            let pooled = burn::tensor::Tensor::<2>::from_data(
-                burn::tensor::TensorData::new(pooled, [chunk.len(), dim]),
+        // Pool on the host exactly as sparse training does, then the head.
+        let pooled_head = |refs: &[&[u32]]| {
+            let pooled = crate::model::pool_mean(table, *dim, refs);
+            bag.head(burn::tensor::Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(pooled, [refs.len(), *dim]),
                 &self.device,
-            );
-            let logits = bag.head(pooled);
-            let c = logits.dims()[1];
-            let probs = match self.meta.task {
-                Task::Multilabel => burn::tensor::activation::sigmoid(logits),
-                _ => burn::tensor::activation::softmax(logits, 1),
-            };
-            let flat: Vec<f32> = probs
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_else(|_| vec![f32::NAN; chunk.len() * c]);
-            out.extend(flat.chunks(c).map(|r| r.to_vec()));
-        }
-        out
+            ))
+        };
+        batched(seqs, batch_size, pooled_head, activation(self.meta.task))
     }
 
     /// Featurize one raw text: the model's preprocessing, then its featurizer.
@@ -442,26 +419,34 @@ pub fn predict_proba(
     batch_size: usize,
     device: &Device,
 ) -> Vec<Vec<f32>> {
-    batched(model, seqs, batch_size, device, |logits| match task {
-        Task::Multilabel => burn::tensor::activation::sigmoid(logits),
-        _ => burn::tensor::activation::softmax(logits, 1),
-    })
+    batched(
+        seqs,
+        batch_size,
+        |refs| model.forward(&Batch::new(refs, device)),
+        activation(task),
+    )
 }
 
-/// Run `model` over `seqs` in batches, map the `[b, classes]` logits with
-/// `head`, and return one row per sequence.
+/// Logits to probabilities: sigmoid per label (multilabel), else softmax.
+fn activation(task: Task) -> impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2> {
+    move |logits| match task {
+        Task::Multilabel => burn::tensor::activation::sigmoid(logits),
+        _ => burn::tensor::activation::softmax(logits, 1),
+    }
+}
+
+/// Run `forward` (sequences to `[b, classes]` logits) over `seqs` in
+/// batches, map the logits with `head`, and return one row per sequence.
 fn batched(
-    model: &Student,
     seqs: &[Vec<u32>],
     batch_size: usize,
-    device: &Device,
+    forward: impl Fn(&[&[u32]]) -> burn::tensor::Tensor<2>,
     head: impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2>,
 ) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(batch_size.max(1)) {
         let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
-        let batch = Batch::new(&refs, device);
-        let logits = model.forward(&batch);
+        let logits = forward(&refs);
         let [b, c] = logits.dims();
         let flat: Vec<f32> = head(logits)
             .into_data()

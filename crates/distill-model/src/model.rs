@@ -126,9 +126,9 @@ impl BagModel {
         self.emb.weight.val().dims()
     }
 
-    /// The embedding table, row-major, on the host, dequantized when its
-    /// weights are quantized.
-    pub fn embedding_to_host_f32(&self) -> Vec<f32> {
+    /// The embedding table, row-major, on the host (dequantized when its
+    /// weights are quantized).
+    pub fn embedding_to_host(&self) -> Vec<f32> {
         let w = self.emb.weight.val();
         let w = if w.dtype().is_float() {
             w
@@ -141,16 +141,6 @@ impl BagModel {
             .unwrap_or_default()
     }
 
-    /// The embedding table, row-major, on the host.
-    pub fn embedding_to_host(&self) -> Vec<f32> {
-        self.emb
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-    }
-
     /// Replace the embedding table (same shape), keeping the parameter id.
     pub fn with_embedding(mut self, table: Vec<f32>, device: &Device) -> Self {
         let dims = self.embedding_dims();
@@ -159,6 +149,26 @@ impl BagModel {
         self.emb.weight = burn::module::Param::initialized(id, tensor);
         self
     }
+}
+
+/// The bag's pooling on the host: the mean of each sequence's rows of
+/// `table` (`[rows, dim]`, row-major), `[seqs.len(), dim]` row-major. Sparse
+/// training and inference both pool with it, so a served model pools exactly
+/// as it was trained. An id outside the table (the featurizer never makes
+/// one) adds nothing rather than panicking.
+pub fn pool_mean(table: &[f32], dim: usize, seqs: &[&[u32]]) -> Vec<f32> {
+    let mut out = vec![0f32; seqs.len() * dim];
+    for (acc, seq) in out.chunks_exact_mut(dim.max(1)).zip(seqs) {
+        for &id in seq.iter() {
+            let start = id as usize * dim;
+            if let Some(row) = table.get(start..start + dim) {
+                acc.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+            }
+        }
+        let inv = 1.0 / seq.len().max(1) as f32;
+        acc.iter_mut().for_each(|a| *a *= inv);
+    }
+    out
 }
 
 /// Mean over the sequence axis of `x` `[b, s, d]`, counting only mask = 1 rows.

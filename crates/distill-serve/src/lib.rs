@@ -196,12 +196,21 @@ struct Served {
 }
 
 impl Served {
-    fn of(texts: &[String], answers: &[Answer]) -> Served {
+    /// The content ids of a request's texts, for the request log (not
+    /// computed when the log is off).
+    fn ids(state: &AppState, texts: &[String]) -> Vec<String> {
+        if state.request_log.is_none() {
+            return Vec::new();
+        }
+        texts
+            .iter()
+            .map(|t| distill_core::hash::content_id(t))
+            .collect()
+    }
+
+    fn of(ids: Vec<String>, answers: &[Answer]) -> Served {
         Served {
-            ids: texts
-                .iter()
-                .map(|t| distill_core::hash::content_id(t))
-                .collect(),
+            ids,
             tiers: answers.iter().map(|a| a.tier.clone()).collect(),
             escalated: answers.iter().filter(|a| a.escalated).count(),
             degraded: answers.iter().filter(|a| a.degraded).count(),
@@ -572,7 +581,7 @@ async fn classify(State(state): State<Shared>, req: Request) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let ids = Served::of(&texts, &[]).ids;
+    let ids = Served::ids(&state, &texts);
     let answers = match answer_all(&state, permit, texts, forced).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -587,9 +596,7 @@ async fn classify(State(state): State<Shared>, req: Request) -> Response {
         }
         axum::Json(Results { results: &answers }).into_response()
     };
-    let mut served = Served::of(&[], &answers);
-    served.ids = ids;
-    response.extensions_mut().insert(served);
+    response.extensions_mut().insert(Served::of(ids, &answers));
     response
 }
 
@@ -605,20 +612,20 @@ async fn decision(State(state): State<Shared>, req: Request) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let mut served = Served::of(&texts, &[]);
+    let mut served = Served::of(Served::ids(&state, &texts), &[]);
     let tiers = state.tiers();
     let has_upstream = state.upstream.is_some();
     let out: Vec<Value> = texts
         .iter()
         .map(|t| {
             let r = cascade::route(&tiers, t, has_upstream, forced);
-            served.tiers.push(
-                r.tier
-                    .map(|i| format!("local-{i}"))
-                    .unwrap_or_else(|| "upstream".into()),
-            );
+            let tier = r
+                .tier
+                .map(|i| format!("local-{i}"))
+                .unwrap_or_else(|| "upstream".into());
+            served.tiers.push(tier.clone());
             json!({
-                "tier": r.tier.map(|i| format!("local-{i}")).unwrap_or_else(|| "upstream".into()),
+                "tier": tier,
                 "escalate": r.tier.is_none(),
                 "reason": r.reason.map(cascade::Reason::as_str),
                 "label": r.local.label,
@@ -671,13 +678,12 @@ async fn chat(State(state): State<Shared>, req: Request) -> Response {
         Err(r) => return r,
     };
     // The tier is decided (and the upstream asked) before the first byte.
-    let served_id = Served::of(std::slice::from_ref(&text), &[]).ids;
+    let ids = Served::ids(&state, std::slice::from_ref(&text));
     let a = match answer_all(&state, permit, vec![text], forced).await {
         Ok(mut a) => a.remove(0),
         Err(r) => return r,
     };
-    let mut served = Served::of(&[], std::slice::from_ref(&a));
-    served.ids = served_id;
+    let served = Served::of(ids, std::slice::from_ref(&a));
     // Local answers carry the calibrated probabilities as the label
     // tokens' logprobs when asked (`distill teach` reads them as soft labels).
     let logprobs = (v["logprobs"] == json!(true) && a.tier != "upstream").then(|| {

@@ -47,20 +47,7 @@ impl SparseEmbedding {
 
     /// Mean of each sequence's rows: `[seqs.len(), dim]`, row-major.
     pub fn pool(&self, seqs: &[&[u32]]) -> Vec<f32> {
-        let d = self.dim;
-        let mut out = vec![0f32; seqs.len() * d];
-        for (r, seq) in seqs.iter().enumerate() {
-            let acc = &mut out[r * d..(r + 1) * d];
-            for &id in seq.iter() {
-                let row = &self.table[id as usize * d..(id as usize + 1) * d];
-                for (a, x) in acc.iter_mut().zip(row) {
-                    *a += x;
-                }
-            }
-            let inv = 1.0 / seq.len().max(1) as f32;
-            acc.iter_mut().for_each(|a| *a *= inv);
-        }
-        out
+        distill_model::model::pool_mean(&self.table, self.dim, seqs)
     }
 
     /// Apply the gradient of the pooled input (`[seqs.len(), dim]`) to the

@@ -41,6 +41,21 @@ fn parity(py: &str, bundle: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
+/// An sms_spam bag run under `dir`, trained with these `--set` overrides.
+fn sms_run(dir: &Path, sets: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "train".to_string(),
+        "configs/exp/sms_spam-bag.toml".into(),
+        "--experiments".into(),
+        s(dir),
+    ];
+    for set in sets {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    last_line_path(&ok(&refs))
+}
+
 fn export(run: &Path, format: &str, quantize: &str) -> PathBuf {
     last_line_path(&ok(&[
         "export",
@@ -191,14 +206,7 @@ fn int8_keeps_banking77_accuracy_at_a_quarter_of_the_size() {
 #[test]
 fn tampered_old_or_wrong_format_bundles_are_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-        "--set",
-        "train.max-steps=10",
-    ]));
+    let run = sms_run(tmp.path(), &["train.max-steps=10"]);
     let bundle = export(&run, "burn", "none");
     // Truncated weights.
     let copy = tmp.path().join("truncated");
@@ -314,16 +322,7 @@ fn refused(bundle: &Path, expect: &str) {
 #[test]
 fn hostile_bundles_are_refused_with_exit_2() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-        "--set",
-        "train.max-steps=10",
-        "--set",
-        "model.buckets=4096",
-    ]));
+    let run = sms_run(tmp.path(), &["train.max-steps=10", "model.buckets=4096"]);
     let good = export(&run, "burn", "none");
     ok(&["predict", "--bundle", &s(&good), "hello"]);
     let case = |name: &str| {
@@ -466,16 +465,7 @@ fn hostile_bundles_are_refused_with_exit_2() {
 #[test]
 fn export_out_never_deletes_what_it_did_not_create() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-        "--set",
-        "train.max-steps=5",
-        "--set",
-        "model.buckets=4096",
-    ]));
+    let run = sms_run(tmp.path(), &["train.max-steps=5", "model.buckets=4096"]);
     let export_to =
         |out: &Path| distill(&["export", &s(&run), "--format", "burn", "--out", &s(out)]);
     // A directory with other things in it: refused, untouched.
@@ -593,12 +583,7 @@ fn preprocessing_travels_with_the_model() {
     // sms_spam-bag trains behind the default curation: NFKC normalisation and
     // PII placeholders (<PHONE>: spam texts are full of phone numbers).
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-    ]));
+    let run = sms_run(tmp.path(), &[]);
     let bundle = export(&run, "burn", "none");
     let m: Value =
         serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).expect("read"))
@@ -694,16 +679,7 @@ fn preprocessing_travels_with_the_model() {
 fn predict_bounds_stdin_lines_and_survives_a_closed_stdout() {
     use std::io::Write;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-        "--set",
-        "train.max-steps=5",
-        "--set",
-        "model.buckets=4096",
-    ]));
+    let run = sms_run(tmp.path(), &["train.max-steps=5", "model.buckets=4096"]);
     let bundle = export(&run, "burn", "none");
     let run_predict = |input: Vec<u8>, keep_stdout: bool| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_distill"))
@@ -752,22 +728,9 @@ fn predict_bounds_stdin_lines_and_survives_a_closed_stdout() {
 fn host_pooled_bag_inference_matches_the_burn_forward() {
     use distill_model::artifact::{Predictor, predict_proba};
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = last_line_path(&ok(&[
-        "train",
-        "configs/exp/sms_spam-bag.toml",
-        "--experiments",
-        &s(tmp.path()),
-        "--set",
-        "train.max-steps=40",
-    ]));
-    let raw = std::fs::read_to_string(repo().join("../shared/datasets/sms_spam/SMSSpamCollection"))
-        .expect("sms_spam");
-    let mut texts: Vec<&str> = raw
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once('\t').map(|x| x.1))
-        .take(300)
-        .collect();
+    let run = sms_run(tmp.path(), &["train.max-steps=40"]);
+    let rows = super::sms_spam_rows();
+    let mut texts: Vec<&str> = rows.iter().take(300).map(|(t, _)| t.as_str()).collect();
     texts.extend(["", " ", "ok"]);
     for q in ["none", "int8"] {
         let bundle = last_line_path(&ok(&[

@@ -22,6 +22,18 @@ fn repo() -> PathBuf {
         .expect("repo root")
 }
 
+/// The rows of the real sms_spam file as (text, label), in file order.
+fn sms_spam_rows() -> Vec<(String, String)> {
+    let path = repo().join("../shared/datasets/sms_spam/SMSSpamCollection");
+    std::fs::read_to_string(&path)
+        .expect("sms_spam")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(label, text)| (text.to_string(), label.to_string()))
+        .collect()
+}
+
 fn distill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_distill"))
         .args(args)

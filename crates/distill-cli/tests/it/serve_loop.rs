@@ -22,13 +22,9 @@ const TRAFFIC_N: usize = 2500;
 
 /// sms_spam as (text, label), deduplicated, in a fixed order by content id.
 fn sms_spam() -> Vec<(String, String)> {
-    let path = super::repo().join("../shared/datasets/sms_spam/SMSSpamCollection");
-    let raw = std::fs::read_to_string(&path).expect("sms_spam");
-    let mut rows: Vec<(String, String, String)> = raw
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(label, text)| (content_id(text), text.to_string(), label.to_string()))
+    let mut rows: Vec<(String, String, String)> = super::sms_spam_rows()
+        .into_iter()
+        .map(|(text, label)| (content_id(&text), text, label))
         .collect();
     rows.sort();
     rows.dedup_by(|a, b| a.0 == b.0);
