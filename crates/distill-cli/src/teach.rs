@@ -121,7 +121,7 @@ pub fn run(args: TeachArgs) -> CmdResult {
             outcome.out.display()
         )));
     }
-    println!("{}", outcome.out.display());
+    crate::out::println(outcome.out.display())?;
     Ok(())
 }
 
@@ -191,7 +191,11 @@ pub fn run_cache(cmd: CacheCommand) -> CmdResult {
         CacheCommand::Info { dir } => {
             let dir = dir.unwrap_or_else(Cache::default_dir);
             let (n, bytes) = cache_usage(&dir);
-            println!("{}: {n} entries, {}", dir.display(), human(bytes));
+            crate::out::println(format_args!(
+                "{}: {n} entries, {}",
+                dir.display(),
+                human(bytes)
+            ))?;
         }
         CacheCommand::Prune {
             dir,
@@ -217,12 +221,12 @@ pub fn run_cache(cmd: CacheCommand) -> CmdResult {
                 .map_err(|_| anyhow::anyhow!("--older-than-days is too large"))?;
             let (n, freed) = prune_cache(&dir, older, max_size);
             let (left, bytes) = cache_usage(&dir);
-            println!(
+            crate::out::println(format_args!(
                 "{}: removed {n} entries ({}); {left} entries, {} left",
                 dir.display(),
                 human(freed),
                 human(bytes)
-            );
+            ))?;
         }
     }
     Ok(())

@@ -396,6 +396,17 @@ fn reload_swaps_verified_bundles_and_keeps_the_old_ones_on_failure_and_sigkill_l
         assert_eq!(v["tier"], "upstream");
     }
     std::fs::write(&w, &good).expect("restore");
+    // A second server on the same escalation log is refused at once, and
+    // the first keeps serving.
+    let o = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(["serve", &s(&cfg), "--port", "0"])
+        .current_dir(repo())
+        .output()
+        .expect("second server");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is being written by distill serve"), "{err}");
+    assert_eq!(get(&base, "/health").0, 200);
     // SIGKILL: the log keeps every record written, with no partial line,
     // and a restarted server appends to it.
     let pid = server.child.id();

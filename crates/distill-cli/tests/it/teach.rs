@@ -1095,6 +1095,10 @@ fn the_response_cache_is_keyed_on_the_server_and_can_be_bypassed_refreshed_and_p
     let info = distill(&["cache", "info", "--dir", &s(&cache)]);
     let text = String::from_utf8_lossy(&info.stdout).to_string();
     assert!(text.contains(": 12 entries"), "{text}");
+    // `| head -0`: a quiet end, no panic.
+    let o = super::closed_stdout(&["cache", "info", "--dir", &s(&cache)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     std::fs::write(cache.join("notes.txt"), "mine").expect("write");
     let o = distill(&["cache", "prune", "--dir", &s(&cache)]);
     assert_eq!(o.status.code(), Some(2), "say what to prune");
