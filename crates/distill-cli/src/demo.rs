@@ -266,6 +266,7 @@ pub fn run(args: DemoArgs) -> CmdResult {
             quantize: distill_export::bundle::Quantize::Int8,
             out: None,
             verify_rows: 0,
+            prune: None,
         })?;
         let bytes: u64 = m.files.values().map(|f| f.bytes).sum();
         eprintln!("  {} ({bytes} bytes)", dir.display());

@@ -28,6 +28,41 @@ pub struct ExportArgs {
     /// they are real data and a bundle may leave the workbench.
     #[arg(long, default_value_t = 0)]
     verify_rows: usize,
+    /// Prune a bag to the N most useful embedding rows (of those its
+    /// training features use); the featurizer drops the others.
+    #[arg(long, value_name = "N", conflicts_with = "max_bytes")]
+    prune_rows: Option<usize>,
+    /// Prune a bag to the most rows that keep the whole bundle at most this
+    /// size: bytes, or with a unit (500KB, 1MB = 10^3, 10^6; KiB, MiB = 2^10, 2^20).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_bytes: Option<u64>,
+}
+
+/// `500KB` → 500,000; `1MiB` → 1,048,576; a plain number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 500KB, 1MB, 300000)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1048576.0,
+        "gib" => 1073741824.0,
+        u => return Err(format!("unknown size unit {u:?} in {s:?} (B, KB, MB, GB, KiB, MiB, GiB)")),
+    };
+    let bytes = n * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 pub fn run_export(args: ExportArgs) -> CmdResult {
@@ -37,6 +72,11 @@ pub fn run_export(args: ExportArgs) -> CmdResult {
         quantize: args.quantize,
         out: args.out,
         verify_rows: args.verify_rows,
+        prune: match (args.prune_rows, args.max_bytes) {
+            (Some(n), _) => Some(distill_export::bundle::Prune::Rows(n)),
+            (_, Some(b)) => Some(distill_export::bundle::Prune::MaxBytes(b)),
+            _ => None,
+        },
     })?;
     let total: u64 = m.files.values().map(|f| f.bytes).sum();
     let model_file = m
@@ -56,6 +96,21 @@ pub fn run_export(args: ExportArgs) -> CmdResult {
             .map(|e| format!("{:.4} (temperature {:.3})", e.threshold, e.temperature))
             .unwrap_or_else(|| "none (run `distill eval` first to ship one)".into())
     );
+    if let Some(rows) = m.metrics.get("pruned_rows") {
+        let pct = |k: &str| m.metrics.get(k).map(|v| format!("{:.2}%", v * 100.0));
+        let pair = |split: &str| match (
+            pct(&format!("unpruned_{split}_accuracy")),
+            pct(&format!("{split}_accuracy")),
+        ) {
+            (Some(a), Some(b)) => format!("{split} accuracy {a} -> {b}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "pruned to {rows} embedding rows: {}; {}; bundle {total} bytes",
+            pair("val"),
+            pair("test")
+        );
+    }
     println!("{}", out.display());
     Ok(())
 }

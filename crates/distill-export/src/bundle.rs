@@ -58,6 +58,32 @@ pub struct ExportRequest {
     pub out: Option<PathBuf>,
     /// Reference rows (test split, else validation) written to verify.jsonl.
     pub verify_rows: usize,
+    /// Prune a bag before export (see [`distill_model::prune`]).
+    pub prune: Option<Prune>,
+}
+
+/// How far to prune a bag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// Keep this many rows (fewer when the training features use fewer).
+    Rows(usize),
+    /// Keep as many rows as fit a bundle of at most this many bytes, all
+    /// files included.
+    MaxBytes(u64),
+}
+
+/// A pruned export's effect, measured on the run's own splits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PruneReport {
+    pub rows: usize,
+    /// Rows the training features use (the most a pruned bag can keep).
+    pub used_rows: usize,
+    pub buckets: usize,
+    /// (before, after) accuracy on the validation and test splits; after is
+    /// the pruned model in the bundle's precision (burn format) or in f32
+    /// (ONNX: onnxruntime's parity test covers the rest).
+    pub val_accuracy: (f64, f64),
+    pub test_accuracy: Option<(f64, f64)>,
 }
 
 fn featurizer_doc(spec: &ModelSpec) -> Value {
@@ -202,15 +228,26 @@ fn build(
     predictor: &Predictor,
     tmp: &Path,
 ) -> Result<BundleManifest> {
-    let meta = &predictor.meta;
     let io = |p: &Path, e: std::io::Error| Error::Bundle {
         path: p.to_path_buf(),
         message: e.to_string(),
     };
+    let config_src = run.join(distill_train::run::CONFIG_FILE);
+    let load_data = || -> Result<distill_train::data::TrainData> {
+        let source = distill_core::config::ConfigSource::load(&config_src)?;
+        let config: distill_train::config::ExperimentConfig = source.deserialize()?;
+        Ok(distill_train::data::TrainData::load(&config, run)?)
+    };
+    // A pruned bag replaces the run's model from here on.
+    let pruned = match req.prune {
+        Some(how) => Some(prune_for(req, how, predictor, &load_data()?, tmp)?),
+        None => None,
+    };
+    let predictor = pruned.as_ref().map_or(predictor, |(p, _)| p);
+    let meta = &predictor.meta;
 
     // Common files.
     write_json_atomic(&tmp.join(LABELS_FILE), &meta.labels)?;
-    let config_src = run.join(distill_train::run::CONFIG_FILE);
     let config_text = portable_config(&config_src)?;
     write_atomic(&tmp.join(CONFIG_FILE), |w| {
         w.write_all(config_text.as_bytes())
@@ -219,11 +256,7 @@ fn build(
         std::fs::copy(model_dir.join(TOKENIZER_FILE), tmp.join(TOKENIZER_FILE))
             .map_err(|e| io(&model_dir.join(TOKENIZER_FILE), e))?;
     }
-    let dtype = match req.quantize {
-        Quantize::None => WeightsDtype::F32,
-        Quantize::F16 => WeightsDtype::F16,
-        Quantize::Int8 => WeightsDtype::Int8,
-    };
+    let dtype = weights_dtype(req.quantize);
     let mut bundle_meta: ModelMeta = (*meta).clone();
     bundle_meta.weights = dtype;
     // The tokenizer ships in the bundle: no path of this machine in model.json.
@@ -238,24 +271,7 @@ fn build(
             save_weights_as(&predictor.model, &tmp.join(WEIGHTS_FILE), dtype)?;
         }
         Format::Onnx => {
-            let precision = match req.quantize {
-                Quantize::None => Precision::F32,
-                Quantize::F16 => Precision::F16,
-                Quantize::Int8 => Precision::Int8,
-            };
-            let bytes = onnx::build(
-                &predictor.model.weights(),
-                meta.task,
-                labels,
-                precision,
-                &[
-                    ("distill.run", info.run_id.clone()),
-                    (
-                        "distill.labels",
-                        serde_json::to_string(&meta.labels).unwrap_or_default(),
-                    ),
-                ],
-            );
+            let bytes = onnx_bytes(req, predictor, &info.run_id);
             write_atomic(&tmp.join(ONNX_FILE), |w| w.write_all(&bytes))?;
         }
     }
@@ -263,9 +279,7 @@ fn build(
     // Reference rows: the run's test split (else val), burn f32 logits.
     let mut verify = Vec::new();
     if req.verify_rows > 0 {
-        let source = distill_core::config::ConfigSource::load(&config_src)?;
-        let config: distill_train::config::ExperimentConfig = source.deserialize()?;
-        let data = distill_train::data::TrainData::load(&config, run)?;
+        let data = load_data()?;
         let rows = if data.test.is_empty() {
             &data.val
         } else {
@@ -298,6 +312,18 @@ fn build(
     }
     let mut metrics: BTreeMap<String, f64> = info.metrics.clone();
     metrics.insert("params".into(), meta.params as f64);
+    if let Some((_, r)) = &pruned {
+        // The run's split metrics describe the unpruned model: the bundle
+        // states what the pruned one scored instead.
+        metrics.retain(|k, _| !k.starts_with("val_") && !k.starts_with("test_"));
+        metrics.insert("pruned_rows".into(), r.rows as f64);
+        metrics.insert("val_accuracy".into(), r.val_accuracy.1);
+        metrics.insert("unpruned_val_accuracy".into(), r.val_accuracy.0);
+        if let Some((before, after)) = r.test_accuracy {
+            metrics.insert("test_accuracy".into(), after);
+            metrics.insert("unpruned_test_accuracy".into(), before);
+        }
+    }
     let seq = json!(["batch", "sequence"]);
     let mut manifest = BundleManifest {
         schema_version: BUNDLE_SCHEMA_VERSION,
@@ -313,7 +339,17 @@ fn build(
             {"name": "probs", "dtype": "float32", "shape": ["batch", labels],
              "note": if meta.task == distill_core::types::Task::Multilabel { "sigmoid(logits)" } else { "softmax(logits); calibrated = softmax(log(probs) / escalation.temperature)" }}
         ]),
-        featurizer: featurizer_doc(&meta.spec),
+        featurizer: {
+            let mut doc = featurizer_doc(&meta.spec);
+            if let Some(p) = &meta.pruned {
+                doc["remap"] = json!({
+                    "file": distill_model::artifact::REMAP_FILE,
+                    "rows": p.rows,
+                    "rule": "pruned bag: remap.bin holds the kept hashed ids (u32 little-endian, strictly increasing); after the steps above, an id found at position i becomes i + 1 and any other id is dropped; a text left with no id is [0] (row 0 is zero)"
+                });
+            }
+            doc
+        },
         preprocess: meta.preprocess.clone(),
         calibration,
         escalation: escalation(run),
@@ -335,6 +371,159 @@ fn build(
     write_atomic(&tmp.join(BUNDLE_FILE), |w| w.write_all(&sealed))?;
     let _ = model_dir;
     Ok(manifest)
+}
+
+/// Prune the run's bag as `how` says, write `remap.bin` into `tmp`, and
+/// measure what it costs on the run's splits.
+fn prune_for(
+    req: &ExportRequest,
+    how: Prune,
+    predictor: &Predictor,
+    data: &distill_train::data::TrainData,
+    tmp: &Path,
+) -> Result<(Predictor, PruneReport)> {
+    let ModelSpec::Bag(spec) = &predictor.meta.spec else {
+        return Err(Error::Input(
+            "--prune-rows / --max-bytes prune a bag; this run's model is not one".into(),
+        ));
+    };
+    let Some((table, dim)) = predictor.host_table() else {
+        return Err(Error::Input("the bag's table is not readable".into()));
+    };
+    let texts = |rows: &[distill_train::data::Row]| -> Vec<String> {
+        rows.iter().map(|r| r.text.clone()).collect()
+    };
+    let train_texts = texts(&data.train);
+    let train_refs: Vec<&str> = train_texts.iter().map(String::as_str).collect();
+    let seqs = predictor.encode_texts_from(&train_refs, &data.info.preprocess);
+    let ranked = distill_model::prune::rank_rows(table, dim, &seqs);
+    if ranked.is_empty() {
+        return Err(Error::Input("the training split uses no row of the bag".into()));
+    }
+    let build = |k: usize| distill_model::prune::prune(predictor, &ranked[..k.min(ranked.len())]);
+    let k = match how {
+        Prune::Rows(k) => k.clamp(1, ranked.len()),
+        Prune::MaxBytes(max) => {
+            // Everything but the model files (labels, config, model.json,
+            // bundle.json; verify rows) is measured on a one-row build and
+            // budgeted with a margin; the model files are measured exactly.
+            let fits = |k: usize| -> Result<bool> {
+                let (p, _) = build(k)?;
+                Ok(model_file_bytes(req, &p, tmp)? + 4 * k as u64 + fixed_bytes(req, data) <= max)
+            };
+            if !fits(1)? {
+                return Err(Error::Input(format!(
+                    "--max-bytes {max}: even a one-row bag does not fit (labels, config and manifest alone take about {} bytes)",
+                    fixed_bytes(req, data)
+                )));
+            }
+            let (mut lo, mut hi) = (1usize, ranked.len());
+            if fits(hi)? {
+                lo = hi;
+            }
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if fits(mid)? {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            lo
+        }
+    };
+    let (mut pruned, kept) = build(k)?;
+    let record = distill_model::artifact::write_remap(tmp, &kept)?;
+    pruned.meta.pruned = Some(record);
+    let accuracy = |p: &Predictor, rows: &[distill_train::data::Row]| -> f64 {
+        let t = texts(rows);
+        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+        let probs = p.predict_proba_from(&refs, &data.info.preprocess, 256);
+        distill_train::metrics::evaluate(rows, &probs, p.meta.labels.len(), 0.5).accuracy
+    };
+    // burn bundles are scored as shipped (quantised weights round-tripped).
+    let shipped = match (req.format, req.quantize) {
+        (Format::Burn, q) if q != Quantize::None => {
+            let probe = tmp.join(".prune-probe.bpk");
+            let dtype = weights_dtype(q);
+            save_weights_as(&pruned.model, &probe, dtype)?;
+            let fresh = distill_model::model::Student::new(
+                &pruned.meta.spec,
+                pruned.meta.vocab_size,
+                pruned.meta.labels.len(),
+                &pruned.device,
+            );
+            let model = distill_model::artifact::load_weights_as(fresh, &probe, dtype)?;
+            let _ = std::fs::remove_file(&probe);
+            Some(Predictor::from_parts(
+                pruned.meta.clone(),
+                pruned.featurizer.clone(),
+                model,
+                pruned.device.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let scored = shipped.as_ref().unwrap_or(&pruned);
+    let report = PruneReport {
+        rows: kept.len(),
+        used_rows: ranked.len(),
+        buckets: spec.buckets,
+        val_accuracy: (accuracy(predictor, &data.val), accuracy(scored, &data.val)),
+        test_accuracy: (!data.test.is_empty())
+            .then(|| (accuracy(predictor, &data.test), accuracy(scored, &data.test))),
+    };
+    Ok((pruned, report))
+}
+
+fn weights_dtype(q: Quantize) -> WeightsDtype {
+    match q {
+        Quantize::None => WeightsDtype::F32,
+        Quantize::F16 => WeightsDtype::F16,
+        Quantize::Int8 => WeightsDtype::Int8,
+    }
+}
+
+/// Bytes of the model file (weights.bpk or model.onnx) `predictor` exports to.
+fn model_file_bytes(req: &ExportRequest, predictor: &Predictor, tmp: &Path) -> Result<u64> {
+    Ok(match req.format {
+        Format::Burn => {
+            let probe = tmp.join(".size-probe.bpk");
+            let n = save_weights_as(&predictor.model, &probe, weights_dtype(req.quantize))?;
+            let _ = std::fs::remove_file(&probe);
+            n
+        }
+        Format::Onnx => onnx_bytes(req, predictor, "").len() as u64,
+    })
+}
+
+/// What the bundle's other files take, with a margin: a few KB of labels,
+/// config and manifest, plus the verify rows when asked for.
+fn fixed_bytes(req: &ExportRequest, data: &distill_train::data::TrainData) -> u64 {
+    let labels: u64 = data.info.labels.iter().map(|l| l.len() as u64 + 4).sum();
+    16 * 1024 + 3 * labels + req.verify_rows as u64 * 4096
+}
+
+/// The ONNX graph of `predictor`'s model.
+fn onnx_bytes(req: &ExportRequest, predictor: &Predictor, run_id: &str) -> Vec<u8> {
+    let precision = match req.quantize {
+        Quantize::None => Precision::F32,
+        Quantize::F16 => Precision::F16,
+        Quantize::Int8 => Precision::Int8,
+    };
+    onnx::build(
+        &predictor.model.weights(),
+        predictor.meta.task,
+        predictor.meta.labels.len(),
+        precision,
+        &[
+            ("distill.run", run_id.to_string()),
+            (
+                "distill.labels",
+                serde_json::to_string(&predictor.meta.labels).unwrap_or_default(),
+            ),
+        ],
+    )
 }
 
 /// The run's resolved config without paths of this machine: absolute paths

@@ -41,6 +41,69 @@ pub struct ModelMeta {
     /// training data went through): normalisation, PII placeholders.
     #[serde(default, skip_serializing_if = "Preprocess::is_empty")]
     pub preprocess: Preprocess,
+    /// A pruned bag: only some hashed ids keep a row (see [`Pruned`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
+}
+
+/// A pruned bag keeps `rows` of its `buckets` hashed ids. `remap.bin` lists
+/// them (u32 little-endian, strictly increasing); the featurizer maps kept id
+/// `kept[i]` to row `i + 1` and drops the others, so the table has
+/// `rows + 1` rows (row 0: padding, zero).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub rows: usize,
+    /// sha256 of `remap.bin`.
+    pub remap_sha256: String,
+}
+
+pub const REMAP_FILE: &str = "remap.bin";
+
+/// Read and check a pruned bag's remap table: exactly `rows` ids, strictly
+/// increasing, each a valid hashed id (1..buckets), and the recorded sha256.
+pub fn read_remap(dir: &Path, pruned: &Pruned, buckets: usize) -> Result<std::sync::Arc<[u32]>> {
+    let path = dir.join(REMAP_FILE);
+    let bad = |message: String| Error::Artifact {
+        path: path.clone(),
+        message,
+    };
+    let bytes = distill_core::fsutil::read_bounded(&path, (pruned.rows as u64) * 4)
+        .map_err(|e| bad(e.to_string()))?;
+    if bytes.len() != pruned.rows * 4 {
+        return Err(bad(format!(
+            "{} bytes, expected {} ({} ids)",
+            bytes.len(),
+            pruned.rows * 4,
+            pruned.rows
+        )));
+    }
+    let found = distill_core::hash::sha256_hex(&bytes);
+    if found != pruned.remap_sha256 {
+        return Err(bad(format!(
+            "sha256 {found} does not match model.json's {}",
+            pruned.remap_sha256
+        )));
+    }
+    let ids: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.iter().any(|&i| i == 0 || i as usize >= buckets) {
+        return Err(bad(format!(
+            "not a strictly increasing list of hashed ids in 1..{buckets}"
+        )));
+    }
+    Ok(ids.into())
+}
+
+/// Write a pruned bag's remap table; the [`Pruned`] record for model.json.
+pub fn write_remap(dir: &Path, kept: &[u32]) -> Result<Pruned> {
+    let bytes: Vec<u8> = kept.iter().flat_map(|i| i.to_le_bytes()).collect();
+    write_atomic(&dir.join(REMAP_FILE), |w| w.write_all(&bytes))?;
+    Ok(Pruned {
+        rows: kept.len(),
+        remap_sha256: distill_core::hash::sha256_hex(&bytes),
+    })
 }
 
 /// Largest label set a model may declare.
@@ -70,15 +133,28 @@ impl ModelMeta {
                 self.labels.len()
             )));
         }
-        let expected_vocab = match &self.spec {
-            ModelSpec::Bag(b) => Some(b.buckets),
-            ModelSpec::Encoder(_) => None,
+        let expected_vocab = match (&self.spec, &self.pruned) {
+            (ModelSpec::Bag(b), None) => Some(b.buckets),
+            (ModelSpec::Bag(b), Some(p)) => {
+                if p.rows == 0 || p.rows >= b.buckets {
+                    return Err(bad(format!(
+                        "a pruned bag keeps 1 to {} rows, not {}",
+                        b.buckets - 1,
+                        p.rows
+                    )));
+                }
+                Some(p.rows + 1)
+            }
+            (ModelSpec::Encoder(_), None) => None,
+            (ModelSpec::Encoder(_), Some(_)) => {
+                return Err(bad("only a bag can be pruned".into()));
+            }
         };
         if let Some(v) = expected_vocab
             && v != self.vocab_size
         {
             return Err(bad(format!(
-                "vocab_size {} does not match the bag's buckets ({v})",
+                "vocab_size {} does not match the bag's rows ({v})",
                 self.vocab_size
             )));
         }
@@ -277,7 +353,12 @@ impl Predictor {
         let meta: ModelMeta = distill_core::fsutil::read_json_bounded(&meta_path, 16 << 20)?;
         meta.validate(&meta_path)?;
         let device = device.device()?;
-        let featurizer = featurizer_for(&meta.spec, dir)?;
+        let mut featurizer = featurizer_for(&meta.spec, dir)?;
+        if let (Some(p), ModelSpec::Bag(b), Featurizer::Bag(f)) =
+            (&meta.pruned, &meta.spec, &featurizer)
+        {
+            featurizer = Featurizer::Bag(f.clone().with_remap(read_remap(dir, p, b.buckets)?));
+        }
         if let Featurizer::Subword(sw) = &featurizer
             && sw.vocab_size() > meta.vocab_size
         {
@@ -320,6 +401,11 @@ impl Predictor {
         }
         let fresh = Student::new(&meta.spec, meta.vocab_size, meta.labels.len(), &device);
         let model = load_weights_as(fresh, &dir.join(WEIGHTS_FILE), meta.weights)?;
+        Ok(Predictor::from_parts(meta, featurizer, model, device))
+    }
+
+    /// A predictor from a model in memory (a pruned bag before it is written).
+    pub fn from_parts(meta: ModelMeta, featurizer: Featurizer, model: Student, device: Device) -> Self {
         let host_table = match &model {
             Student::Bag(bag) => {
                 let [rows, dim] = bag.embedding_dims();
@@ -328,13 +414,18 @@ impl Predictor {
             }
             Student::Encoder(_) => None,
         };
-        Ok(Predictor {
+        Predictor {
             meta,
             featurizer,
             model,
             device,
             host_table,
-        })
+        }
+    }
+
+    /// The bag's table on the host (`[rows, dim]` row-major) and `dim`.
+    pub fn host_table(&self) -> Option<(&[f32], usize)> {
+        self.host_table.as_ref().map(|(t, d)| (t.as_slice(), *d))
     }
 
     /// Whether inference pools the bag's rows on the host (see `host_table`).
@@ -357,15 +448,7 @@ impl Predictor {
         let (Student::Bag(bag), Some((table, dim))) = (&self.model, &self.host_table) else {
             return predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device);
         };
-        // Pool on the host exactly as sparse training does, then the head.
-        let pooled_head = |refs: &[&[u32]]| {
-            let pooled = crate::model::pool_mean(table, *dim, refs);
-            bag.head(burn::tensor::Tensor::<2>::from_data(
-                burn::tensor::TensorData::new(pooled, [refs.len(), *dim]),
-                &self.device,
-            ))
-        };
-        batched(seqs, batch_size, pooled_head, activation(self.meta.task))
+        predict_proba_pooled(bag, table, *dim, seqs, self.meta.task, batch_size, &self.device)
     }
 
     /// Featurize one raw text: the model's preprocessing, then its featurizer.
@@ -425,6 +508,27 @@ pub fn predict_proba(
         |refs| model.forward(&Batch::new(refs, device)),
         activation(task),
     )
+}
+
+/// Probabilities of a bag whose table is on the host: rows pooled in Rust
+/// exactly as sparse training pools them, then the head in burn.
+pub fn predict_proba_pooled(
+    bag: &crate::model::BagModel,
+    table: &[f32],
+    dim: usize,
+    seqs: &[Vec<u32>],
+    task: Task,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let pooled_head = |refs: &[&[u32]]| {
+        let pooled = crate::model::pool_mean(table, dim, refs);
+        bag.head(burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(pooled, [refs.len(), dim]),
+            device,
+        ))
+    };
+    batched(seqs, batch_size, pooled_head, activation(task))
 }
 
 /// Logits to probabilities: sigmoid per label (multilabel), else softmax.

@@ -55,6 +55,9 @@ pub struct BagFeaturizer {
     word_ngrams: usize,
     char_ngrams: Option<[usize; 2]>,
     max_features: usize,
+    /// A pruned bag's kept hashed ids, sorted: id `kept[i]` becomes row
+    /// `i + 1`, and ids not kept are dropped (see [`BagFeaturizer::with_remap`]).
+    remap: Option<std::sync::Arc<[u32]>>,
 }
 
 impl BagFeaturizer {
@@ -64,7 +67,17 @@ impl BagFeaturizer {
             word_ngrams: spec.word_ngrams,
             char_ngrams: spec.char_ngrams,
             max_features: spec.max_features.max(1),
+            remap: None,
         }
+    }
+
+    /// A pruned bag's featurizer: after hashing (and `max_features`), each
+    /// id found in `kept` (sorted, strictly increasing) becomes its position
+    /// plus one; the rest are dropped. A text left with no id gets the
+    /// padding id 0 alone, whose row is zero.
+    pub fn with_remap(mut self, kept: std::sync::Arc<[u32]>) -> Self {
+        self.remap = Some(kept);
+        self
     }
 
     fn bucket(&self, bytes: &[u8], seed: u64) -> u32 {
@@ -135,6 +148,18 @@ impl BagFeaturizer {
             ids.push(self.bucket(b"", SEED_WORD));
         }
         ids.truncate(self.max_features);
+        if let Some(kept) = &self.remap {
+            ids.retain_mut(|id| match kept.binary_search(id) {
+                Ok(pos) => {
+                    *id = pos as u32 + 1;
+                    true
+                }
+                Err(_) => false,
+            });
+            if ids.is_empty() {
+                ids.push(PAD);
+            }
+        }
         ids
     }
 }

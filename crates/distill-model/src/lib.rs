@@ -4,6 +4,7 @@
 //! * [`featurize`]: text → ids (hashed n-grams, or a trained subword tokenizer).
 //! * [`model`]: the burn modules ([`model::Student`]).
 //! * [`artifact`]: the `model/` directory and a [`artifact::Predictor`].
+//! * [`prune`]: a smaller bag that keeps the rows that matter.
 //! * [`device`]: the only place a backend is named.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -14,6 +15,7 @@ mod error;
 pub mod export;
 pub mod featurize;
 pub mod model;
+pub mod prune;
 pub mod spec;
 
 pub use error::{Error, Result};

@@ -48,7 +48,7 @@ impl Student {
     /// A freshly initialised student. Seed the device first for reproducible weights.
     pub fn new(spec: &ModelSpec, vocab: usize, classes: usize, device: &Device) -> Self {
         match spec {
-            ModelSpec::Bag(s) => Student::Bag(BagModel::new(s, classes, device)),
+            ModelSpec::Bag(s) => Student::Bag(BagModel::new(s, vocab, classes, device)),
             ModelSpec::Encoder(s) => Student::Encoder(EncoderModel::new(s, vocab, classes, device)),
         }
     }
@@ -79,10 +79,12 @@ pub struct BagModel {
 }
 
 impl BagModel {
-    pub fn new(spec: &BagSpec, classes: usize, device: &Device) -> Self {
+    /// A bag of `rows` table rows: `spec.buckets`, or a pruned bag's kept
+    /// rows plus padding.
+    pub fn new(spec: &BagSpec, rows: usize, classes: usize, device: &Device) -> Self {
         // fastText's initialisation: small uniform input vectors.
         let bound = 1.0 / spec.dim as f64;
-        let emb = EmbeddingConfig::new(spec.buckets, spec.dim)
+        let emb = EmbeddingConfig::new(rows, spec.dim)
             .with_initializer(Initializer::Uniform {
                 min: -bound,
                 max: bound,
@@ -142,8 +144,14 @@ impl BagModel {
     }
 
     /// Replace the embedding table (same shape), keeping the parameter id.
-    pub fn with_embedding(mut self, table: Vec<f32>, device: &Device) -> Self {
-        let dims = self.embedding_dims();
+    pub fn with_embedding(self, table: Vec<f32>, device: &Device) -> Self {
+        let [rows, _] = self.embedding_dims();
+        self.with_table(table, rows, device)
+    }
+
+    /// The same bag with a table of `rows` rows (a pruned bag's).
+    pub fn with_table(mut self, table: Vec<f32>, rows: usize, device: &Device) -> Self {
+        let dims = [rows, self.embedding_dims()[1]];
         let id = self.emb.weight.id;
         let tensor = Tensor::<2>::from_data(TensorData::new(table, dims), device);
         self.emb.weight = burn::module::Param::initialized(id, tensor);

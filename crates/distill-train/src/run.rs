@@ -80,6 +80,10 @@ pub struct RunInfo {
     pub best_epoch: Option<usize>,
     /// Training time (without evaluation), summed over resumes.
     pub train_seconds: f64,
+    /// Wall time of the training phase (featurizing, steps, validation,
+    /// checkpoints), summed over resumes.
+    #[serde(default)]
+    pub loop_seconds: f64,
     /// Final metrics: `val_accuracy`, `val_macro_f1`, `val_loss`, `test_*`, `examples_per_s`.
     pub metrics: BTreeMap<String, f64>,
 }
@@ -124,6 +128,10 @@ pub struct TrainState {
     pub best: Option<Best>,
     pub bad_epochs: usize,
     pub train_seconds: f64,
+    /// Wall time of the training phase so far: featurizing, steps,
+    /// validation and checkpoints (not import or the final test scoring).
+    #[serde(default)]
+    pub loop_seconds: f64,
     pub examples: u64,
     /// Early stopping fired or all epochs ran.
     pub finished: bool,

@@ -204,12 +204,24 @@ fn resume_after_sigkill_matches_uninterrupted_dense() {
 
 #[test]
 fn resume_after_sigkill_matches_uninterrupted_sparse() {
-    // The host-side sparse embedding and its lazy-Adam state, with dropout.
+    // The host-side sparse embedding and its row-wise Adagrad state (the
+    // banking77 config's), with dropout.
     kill_and_resume(&[
         "train.epochs=6",
         "train.checkpoint-every=25",
         "model.hidden=64",
         "model.dropout=0.2",
+    ]);
+}
+
+#[test]
+fn resume_after_sigkill_matches_uninterrupted_sparse_adam() {
+    // The lazy-Adam state (two moments per weight), every epoch checkpointed.
+    kill_and_resume(&[
+        "train.epochs=4",
+        "train.sparse-optimizer=adam",
+        "train.checkpoint-every=25",
+        "train.checkpoint-seconds=0",
     ]);
 }
 
@@ -500,6 +512,7 @@ fn resume_falls_back_from_a_damaged_checkpoint_with_a_warning() {
             "model.buckets=4096",
             "train.epochs=2",
             "train.keep-checkpoints=2",
+            "train.checkpoint-seconds=0",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
