@@ -88,11 +88,13 @@ def distill_run(name, config, sets, base):
     stdout, wall, rss = run(cmd, env=dict(os.environ, CI="1"))
     info = json.load(open(os.path.join(stdout.strip().splitlines()[-1], "run.json")))
     m = info["metrics"]
+    last_run[0] = stdout.strip().splitlines()[-1]
     rows.append(dict(name=name, acc=m["test_accuracy"], f1=m["test_macro_f1"], train_s=info.get("loop_seconds") or info["train_seconds"],
                      wall=wall, eps=m["examples_per_s"], rss=rss, bytes=info["model_bytes"],
                      params=info["params"], base=base))
 
 
+last_run = [None]
 base = None
 for epochs in epoch_list:
     base = fasttext_run(epochs)
@@ -112,3 +114,73 @@ for r in rows:
           f"| {r['rss'] / 2**20:.0f} | {r['bytes']:,} | {params} | {r['train_s'] / b['train_s']:.2f}x "
           f"| {r['acc'] - b['acc']:+.4f} |")
 print(f"(ratios against {base['name'] if base else '-'} for the encoder row)")
+
+
+# --- Size: fastText's quantised models next to distill's pruned bundles ---
+# fastText: quantize(qnorm, retrain, cutoff N) of a dim-64, 50-epoch model
+# (the settings above); single-example p50 is model.predict in a Python loop
+# (includes the Python call). distill: the 10-epoch bag run pruned with
+# `export --max-bytes` / `--prune-rows` (burn int8 bundle); p50 from
+# `distill predict --timing` (preprocess + featurize + forward, in process).
+FTQ = """
+import fasttext, json, os, sys, time
+train, test, path, cutoff, dim = sys.argv[1:6]
+m = fasttext.train_supervised(input=train, epoch=50, lr=0.5, wordNgrams=2, dim=int(dim),
+                              minn=2, maxn=5, thread=2, verbose=0, seed=42)
+m.quantize(input=train, qnorm=True, retrain=True, cutoff=int(cutoff), thread=2)
+m.save_model(path)
+gold, pred, lat = [], [], []
+for line in open(test):
+    label, text = line.rstrip("\\n").split(" ", 1)
+    t = time.perf_counter()
+    p = m.predict(text)[0][0]
+    lat.append(time.perf_counter() - t)
+    gold.append(label)
+    pred.append(p)
+lat.sort()
+print(json.dumps(dict(gold=gold, pred=pred, bytes=os.path.getsize(path), p50_us=lat[len(lat) // 2] * 1e6)))
+"""
+size_rows = []
+if os.environ.get("BENCH_SIZE", "1") == "1":
+    ft_test_txt = os.path.join(out, "ft_test.txt")
+    to_ft(os.path.join(data, "test.csv"), ft_test_txt)
+    for cutoff in (5000, 20000):
+        stdout, _, _ = run([sys.executable, "-c", FTQ, ft_train, ft_test_txt, os.path.join(out, "ft.ftz"), str(cutoff), str(dim)])
+        r = json.loads(stdout)
+        acc = sum(g == p for g, p in zip(r["gold"], r["pred"])) / len(r["gold"])
+        size_rows.append((f"fastText quantize cutoff {cutoff:,} (qnorm, retrain)", r["bytes"], acc, r["p50_us"]))
+    run10 = None
+    for d in sorted(os.listdir(os.path.join(out, "experiments", "banking77-bag"))):
+        info = json.load(open(os.path.join(out, "experiments", "banking77-bag", d, "run.json")))
+        if info.get("epochs") == 10 and info.get("status") == "completed":
+            run10 = os.path.join(out, "experiments", "banking77-bag", d)
+    test_texts = [row["text"] for row in csv.DictReader(open(os.path.join(data, "test.csv"), newline=""))]
+    texts_file = os.path.join(out, "test_texts.txt")
+    with open(texts_file, "w") as f:
+        f.write("\n".join(" ".join(t.split()) for t in test_texts) + "\n")
+    for label, args in [("distill bag, int8, unpruned", []),
+                        ("distill bag, pruned --max-bytes 500KB, int8", ["--max-bytes", "500KB"]),
+                        ("distill bag, pruned --max-bytes 1.4MB, int8", ["--max-bytes", "1.4MB"]),
+                        ("distill bag, pruned --prune-rows 5000, int8", ["--prune-rows", "5000"])]:
+        bdir = os.path.join(out, "bundle-" + str(len(size_rows)))
+        subprocess.run([distill, "export", run10, "--format", "burn", "--quantize", "int8", "--out", bdir] + args,
+                       check=True, capture_output=True)
+        manifest = json.load(open(os.path.join(bdir, "bundle.json")))
+        nbytes = sum(os.path.getsize(os.path.join(bdir, f)) for f in os.listdir(bdir) if f != "verify.jsonl")
+        acc = manifest["metrics"]["test_accuracy"]
+        if not args:
+            # An unpruned int8 bundle: score it on test (the run's figure is f32).
+            r = subprocess.run([distill, "predict", "--bundle", bdir, "--threshold", "0"], input="\n".join(
+                json.dumps({"text": t}) for t in test_texts), capture_output=True, text=True, check=True)
+            gold = [row["category"] for row in csv.DictReader(open(os.path.join(data, "test.csv"), newline=""))]
+            preds = [json.loads(l)["label"] for l in r.stdout.splitlines()]
+            acc = sum(g == p for g, p in zip(gold, preds)) / len(gold)
+        r = subprocess.run([distill, "predict", "--bundle", bdir, "--timing", "1000"], stdin=open(texts_file),
+                           capture_output=True, text=True, check=True)
+        t = json.loads([l for l in r.stderr.splitlines() if l.startswith("timing ")][0][7:])
+        size_rows.append((label, nbytes, acc, t["p50_us"]))
+    print()
+    print("| model (banking77) | bytes on disk | test acc | single-example p50 µs |")
+    print("|---|---|---|---|")
+    for name, nbytes, acc, p50 in size_rows:
+        print(f"| {name} | {nbytes:,} | {acc:.4f} | {p50:.1f} |")

@@ -32,8 +32,8 @@ pub struct ExportArgs {
     /// training features use); the featurizer drops the others.
     #[arg(long, value_name = "N", conflicts_with = "max_bytes")]
     prune_rows: Option<usize>,
-    /// Prune a bag to the most rows that keep the whole bundle at most this
-    /// size: bytes, or with a unit (500KB, 1MB = 10^3, 10^6; KiB, MiB = 2^10, 2^20).
+    /// Prune a bag to the most rows that keep the bundle (every file but the
+    /// optional verify.jsonl) at most this size: bytes, or with a unit (500KB, 1MB = 10^3, 10^6; KiB, MiB = 2^10, 2^20).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_bytes: Option<u64>,
 }

@@ -22,6 +22,8 @@ pub const WEIGHTS_FILE: &str = "weights.bpk";
 pub const META_FILE: &str = "model.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const CONFIG_FILE: &str = "config.toml";
+/// A pruned bag's kept hashed ids (u32 little-endian, strictly increasing).
+pub const REMAP_FILE: &str = "remap.bin";
 pub const VERIFY_FILE: &str = "verify.jsonl";
 pub const LABELS_FILE: &str = "labels.json";
 
@@ -183,6 +185,10 @@ impl BundleManifest {
         });
         if self.model_kind != "bag" {
             required.push(TOKENIZER_FILE);
+        }
+        // A pruned bag's featurizer needs its remap table.
+        if self.model_kind == "bag" && self.featurizer.get("remap").is_some() {
+            required.push(REMAP_FILE);
         }
         (required, vec![VERIFY_FILE])
     }

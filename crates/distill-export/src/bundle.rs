@@ -67,8 +67,8 @@ pub struct ExportRequest {
 pub enum Prune {
     /// Keep this many rows (fewer when the training features use fewer).
     Rows(usize),
-    /// Keep as many rows as fit a bundle of at most this many bytes, all
-    /// files included.
+    /// Keep as many rows as fit a bundle of at most this many bytes: every
+    /// file the model needs (verify.jsonl, optional reference rows, aside).
     MaxBytes(u64),
 }
 
@@ -498,10 +498,11 @@ fn model_file_bytes(req: &ExportRequest, predictor: &Predictor, tmp: &Path) -> R
 }
 
 /// What the bundle's other files take, with a margin: a few KB of labels,
-/// config and manifest, plus the verify rows when asked for.
-fn fixed_bytes(req: &ExportRequest, data: &distill_train::data::TrainData) -> u64 {
+/// config and manifest. (verify.jsonl, reference rows for checking other
+/// runtimes, is not part of the model and not counted.)
+fn fixed_bytes(_req: &ExportRequest, data: &distill_train::data::TrainData) -> u64 {
     let labels: u64 = data.info.labels.iter().map(|l| l.len() as u64 + 4).sum();
-    16 * 1024 + 3 * labels + req.verify_rows as u64 * 4096
+    16 * 1024 + 3 * labels
 }
 
 /// The ONNX graph of `predictor`'s model.

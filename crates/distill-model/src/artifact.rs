@@ -57,7 +57,7 @@ pub struct Pruned {
     pub remap_sha256: String,
 }
 
-pub const REMAP_FILE: &str = "remap.bin";
+pub use distill_core::bundle::REMAP_FILE;
 
 /// Read and check a pruned bag's remap table: exactly `rows` ids, strictly
 /// increasing, each a valid hashed id (1..buckets), and the recorded sha256.

@@ -756,3 +756,104 @@ fn host_pooled_bag_inference_matches_the_burn_forward() {
         assert!(worst <= 1e-5, "{q}: max abs diff {worst}");
     }
 }
+
+/// A pruned banking77 bag: `--max-bytes` keeps the whole bundle within the
+/// budget, the ONNX graphs over the compact table match burn in onnxruntime
+/// (ids remapped by the featurizer, as verify.jsonl records them), the burn
+/// bundle predicts with no run directory, and a tampered remap is refused.
+#[test]
+fn pruned_bag_fits_its_budget_and_matches_onnxruntime() {
+    let py = python();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = last_line_path(&ok(&[
+        "train",
+        "configs/exp/banking77-bag.toml",
+        "--experiments",
+        &s(tmp.path()),
+        "--set",
+        "train.epochs=4",
+    ]));
+    let unpruned = json_file(&run.join("run.json"))["metrics"]["test_accuracy"]
+        .as_f64()
+        .expect("acc");
+    for (format, q, budget) in [
+        ("onnx", "none", None),
+        ("onnx", "int8", Some(300_000u64)),
+        ("burn", "int8", Some(300_000)),
+    ] {
+        let out = tmp.path().join(format!("b-{format}-{q}"));
+        let mut args = vec![
+            "export".to_string(),
+            s(&run),
+            "--format".into(),
+            format.into(),
+            "--quantize".into(),
+            q.into(),
+            "--verify-rows".into(),
+            "200".into(),
+            "--out".into(),
+            s(&out),
+        ];
+        match budget {
+            Some(b) => args.extend(["--max-bytes".into(), format!("{}KB", b / 1000)]),
+            None => args.extend(["--prune-rows".into(), "3000".into()]),
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = ok(&refs);
+        assert!(stderr(&o).contains("pruned to"), "{}", stderr(&o));
+        let manifest = json_file(&out.join("bundle.json"));
+        let total: u64 = std::fs::read_dir(&out)
+            .expect("bundle")
+            .map(|e| e.expect("entry"))
+            .filter(|e| e.file_name() != "verify.jsonl")
+            .map(|e| e.metadata().expect("meta").len())
+            .sum();
+        if let Some(b) = budget {
+            assert!(total <= b, "{format} {q}: {total} bytes > {b}");
+            assert!(total >= b * 8 / 10, "{format} {q}: {total} bytes: budget barely used");
+        }
+        let rows = manifest["metrics"]["pruned_rows"].as_f64().expect("rows");
+        let acc = manifest["metrics"]["test_accuracy"].as_f64().expect("acc");
+        assert!(rows >= 1000.0, "{rows}");
+        assert!(
+            acc > unpruned - 0.08 && manifest["metrics"]["unpruned_test_accuracy"] == unpruned,
+            "{format} {q}: {acc} vs {unpruned}"
+        );
+        assert!(out.join("remap.bin").is_file());
+        assert_eq!(manifest["featurizer"]["remap"]["rows"].as_f64(), Some(rows));
+        if format == "onnx" {
+            let p = parity(&py, &out);
+            assert_eq!(p["rows"], 200);
+            if q == "none" {
+                assert!(p["max_abs_diff"].as_f64().expect("diff") <= 1e-4, "{p}");
+            } else {
+                assert!(p["top1_agreement"].as_f64().expect("agr") >= 0.9, "{p}");
+            }
+        } else {
+            // Predicts without the run; a text none of whose features were
+            // kept still gets an answer (the head's bias alone).
+            let o = ok(&["predict", "--bundle", &s(&out), "my card was declined", "zzqx"]);
+            let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("jsonl"))
+                .collect();
+            assert_eq!(lines.len(), 2);
+            // A remap.bin that is not the one model.json records is refused.
+            let remap = out.join("remap.bin");
+            let mut bytes = std::fs::read(&remap).expect("remap");
+            bytes.swap(0, 4);
+            std::fs::write(&remap, bytes).expect("write");
+            let o = distill(&["predict", "--bundle", &s(&out), "hello"]);
+            assert!(!o.status.success());
+            assert!(stderr(&o).contains("remap.bin"), "{}", stderr(&o));
+        }
+    }
+    // Without room for even one row, a clear error.
+    let o = distill(&["export", &s(&run), "--max-bytes", "2KB", "--out", &s(&tmp.path().join("tiny"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not fit"), "{}", stderr(&o));
+}
+
+fn json_file(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")
+}
