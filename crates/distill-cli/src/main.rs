@@ -13,6 +13,7 @@ mod out;
 mod serve;
 mod teach;
 mod train;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -50,6 +51,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Train (and evaluate) every point of a grid over an experiment config; resumable.
     Sweep(compare::SweepArgs),
+    /// Search a bag's settings under a bundle-size budget (successive halving, seeded, resumable).
+    Tune(tune::TuneArgs),
     /// Export a run as a self-contained bundle (ONNX or burn; f32, f16 or int8).
     Export(export::ExportArgs),
     /// Run a burn bundle on texts (arguments or stdin), JSONL out: label, confidence, top-k, escalate.
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => export::run_predict(args),
         Command::Serve(args) => serve::run(args),
         Command::Sweep(args) => compare::run_sweep(args),
+        Command::Tune(args) => tune::run(args),
         Command::Teach(args) => teach::run(args),
         Command::Train(args) => train::run(args),
         Command::Config(ConfigCommand::Show { file, sets }) => config_show(&file, &sets),

@@ -79,11 +79,11 @@ pub struct PruneReport {
     /// Rows the training features use (the most a pruned bag can keep).
     pub used_rows: usize,
     pub buckets: usize,
-    /// (before, after) accuracy on the validation and test splits; after is
-    /// the pruned model in the bundle's precision (burn format) or in f32
-    /// (ONNX: onnxruntime's parity test covers the rest).
-    pub val_accuracy: (f64, f64),
-    pub test_accuracy: Option<(f64, f64)>,
+    /// Validation and test metrics (`val_accuracy`, `test_macro_f1`, ...)
+    /// before and after: after is the pruned model in the bundle's precision
+    /// (burn format) or in f32 (ONNX: onnxruntime's parity test covers the rest).
+    pub before: BTreeMap<String, f64>,
+    pub after: BTreeMap<String, f64>,
 }
 
 fn featurizer_doc(spec: &ModelSpec) -> Value {
@@ -317,11 +317,9 @@ fn build(
         // states what the pruned one scored instead.
         metrics.retain(|k, _| !k.starts_with("val_") && !k.starts_with("test_"));
         metrics.insert("pruned_rows".into(), r.rows as f64);
-        metrics.insert("val_accuracy".into(), r.val_accuracy.1);
-        metrics.insert("unpruned_val_accuracy".into(), r.val_accuracy.0);
-        if let Some((before, after)) = r.test_accuracy {
-            metrics.insert("test_accuracy".into(), after);
-            metrics.insert("unpruned_test_accuracy".into(), before);
+        metrics.extend(r.after.clone());
+        for (k, v) in &r.before {
+            metrics.insert(format!("unpruned_{k}"), *v);
         }
     }
     let seq = json!(["batch", "sequence"]);
@@ -435,11 +433,20 @@ fn prune_for(
     let (mut pruned, kept) = build(k)?;
     let record = distill_model::artifact::write_remap(tmp, &kept)?;
     pruned.meta.pruned = Some(record);
-    let accuracy = |p: &Predictor, rows: &[distill_train::data::Row]| -> f64 {
-        let t = texts(rows);
-        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
-        let probs = p.predict_proba_from(&refs, &data.info.preprocess, 256);
-        distill_train::metrics::evaluate(rows, &probs, p.meta.labels.len(), 0.5).accuracy
+    let scores = |p: &Predictor| -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (split, rows) in [("val", &data.val), ("test", &data.test)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let t = texts(rows);
+            let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+            let probs = p.predict_proba_from(&refs, &data.info.preprocess, 256);
+            let m = distill_train::metrics::evaluate(rows, &probs, p.meta.labels.len(), 0.5);
+            out.insert(format!("{split}_accuracy"), m.accuracy);
+            out.insert(format!("{split}_macro_f1"), m.macro_f1);
+        }
+        out
     };
     // burn bundles are scored as shipped (quantised weights round-tripped).
     let shipped = match (req.format, req.quantize) {
@@ -469,9 +476,8 @@ fn prune_for(
         rows: kept.len(),
         used_rows: ranked.len(),
         buckets: spec.buckets,
-        val_accuracy: (accuracy(predictor, &data.val), accuracy(scored, &data.val)),
-        test_accuracy: (!data.test.is_empty())
-            .then(|| (accuracy(predictor, &data.test), accuracy(scored, &data.test))),
+        before: scores(predictor),
+        after: scores(scored),
     };
     Ok((pruned, report))
 }
