@@ -222,3 +222,63 @@ fn compare_shows_statuses_warns_on_mixed_datasets_and_rejects_empty_globs() {
         stderr(&o)
     );
 }
+
+/// `distill tune` under a size budget: the winning bundle fits it, every
+/// trial is logged and plotted, and a rerun resumes (nothing retrained,
+/// same winner).
+#[test]
+fn tune_fits_the_budget_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("tune");
+    let args = [
+        "tune",
+        "configs/exp/sms_spam-bag.toml",
+        "--budget-bytes",
+        "150KB",
+        "--trials",
+        "4",
+        "--max-epochs",
+        "3",
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    let first = ok(&args);
+    let winner = String::from_utf8_lossy(&first.stdout)
+        .lines()
+        .last()
+        .expect("last line")
+        .to_string();
+    let bundle = std::path::Path::new(&winner);
+    let bytes: u64 = std::fs::read_dir(bundle)
+        .expect("bundle")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum();
+    assert!(bytes <= 150_000, "{bytes}");
+    let log = std::fs::read_to_string(out.join("tune.jsonl")).expect("log");
+    // 4 trials at 1 epoch, the best 2 at 3.
+    assert_eq!(log.lines().count(), 6, "{log}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("(the config as written)"));
+    assert!(out.join("pareto.svg").is_file());
+    let again = ok(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).lines().last(),
+        Some(winner.as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("tune.jsonl")).expect("log").lines().count(),
+        6,
+        "a rerun retrains nothing"
+    );
+    let o = distill(&[
+        "tune",
+        "configs/exp/sms_spam-bag.toml",
+        "--budget-bytes",
+        "1KB",
+        "--trials",
+        "1",
+        "--out",
+        tmp.path().join("tiny").to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not fit"), "{}", stderr(&o));
+}
