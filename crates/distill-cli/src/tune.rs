@@ -117,7 +117,10 @@ fn run_inner(args: TuneArgs) -> anyhow::Result<()> {
     let base_source = distill_core::config::ConfigSource::load(&args.config)?;
     let base: distill_train::config::ExperimentConfig = base_source.deserialize()?;
     if !matches!(base.model, distill_model::spec::ModelSpec::Bag(_)) {
-        bail!("{}: distill tune searches a bag's settings; this config's model is not a bag", args.config.display());
+        bail!(
+            "{}: distill tune searches a bag's settings; this config's model is not a bag",
+            args.config.display()
+        );
     }
     let seed = args.seed.unwrap_or(base.seed);
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
@@ -160,7 +163,7 @@ fn run_inner(args: TuneArgs) -> anyhow::Result<()> {
             );
             scored.push(s);
         }
-        scored.sort_by(|a, b| better(a, b));
+        scored.sort_by(better);
         let keep = scored.len().div_ceil(3).max(1);
         alive = scored
             .iter()
@@ -280,7 +283,8 @@ fn run_trial(
         .join("bundles")
         .join(format!("{}-{}", point.run_id, args.budget_bytes));
     if let Some(v) = done.iter().find(|v| {
-        v["bundle"].as_str() == Some(&bundle.display().to_string()) && bundle.join("bundle.json").is_file()
+        v["bundle"].as_str() == Some(&bundle.display().to_string())
+            && bundle.join("bundle.json").is_file()
     }) {
         return Ok(Scored {
             trial,

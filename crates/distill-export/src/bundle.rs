@@ -396,7 +396,9 @@ fn prune_for(
     let seqs = predictor.encode_texts_from(&train_refs, &data.info.preprocess);
     let ranked = distill_model::prune::rank_rows(table, dim, &seqs);
     if ranked.is_empty() {
-        return Err(Error::Input("the training split uses no row of the bag".into()));
+        return Err(Error::Input(
+            "the training split uses no row of the bag".into(),
+        ));
     }
     let build = |k: usize| distill_model::prune::prune(predictor, &ranked[..k.min(ranked.len())]);
     let k = match how {

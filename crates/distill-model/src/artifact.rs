@@ -88,7 +88,8 @@ pub fn read_remap(dir: &Path, pruned: &Pruned, buckets: usize) -> Result<std::sy
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.iter().any(|&i| i == 0 || i as usize >= buckets) {
+    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.iter().any(|&i| i == 0 || i as usize >= buckets)
+    {
         return Err(bad(format!(
             "not a strictly increasing list of hashed ids in 1..{buckets}"
         )));
@@ -405,7 +406,12 @@ impl Predictor {
     }
 
     /// A predictor from a model in memory (a pruned bag before it is written).
-    pub fn from_parts(meta: ModelMeta, featurizer: Featurizer, model: Student, device: Device) -> Self {
+    pub fn from_parts(
+        meta: ModelMeta,
+        featurizer: Featurizer,
+        model: Student,
+        device: Device,
+    ) -> Self {
         let host_table = match &model {
             Student::Bag(bag) => {
                 let [rows, dim] = bag.embedding_dims();
@@ -448,7 +454,15 @@ impl Predictor {
         let (Student::Bag(bag), Some((table, dim))) = (&self.model, &self.host_table) else {
             return predict_proba(&self.model, seqs, self.meta.task, batch_size, &self.device);
         };
-        predict_proba_pooled(bag, table, *dim, seqs, self.meta.task, batch_size, &self.device)
+        predict_proba_pooled(
+            bag,
+            table,
+            *dim,
+            seqs,
+            self.meta.task,
+            batch_size,
+            &self.device,
+        )
     }
 
     /// Featurize one raw text: the model's preprocessing, then its featurizer.

@@ -73,7 +73,10 @@ pub fn prune(predictor: &Predictor, kept: &[u32]) -> Result<(Predictor, Vec<u32>
         let src = id as usize * dim;
         small[(k + 1) * dim..(k + 2) * dim].copy_from_slice(&table[src..src + dim]);
     }
-    let model = Student::Bag(bag.clone().with_table(small, ids.len() + 1, &predictor.device));
+    let model = Student::Bag(
+        bag.clone()
+            .with_table(small, ids.len() + 1, &predictor.device),
+    );
     let mut meta: ModelMeta = predictor.meta.clone();
     meta.vocab_size = ids.len() + 1;
     meta.params = meta.spec.param_count(meta.vocab_size, meta.labels.len());

@@ -53,7 +53,14 @@ struct Scratch {
 impl Scratch {
     /// Sum `pooled_grad` into the rows of `lo..hi` the sequences use, in
     /// sequence order. Returns the squared L2 norm of what it summed.
-    fn accumulate(&mut self, seqs: &[&[u32]], pooled_grad: &[f32], d: usize, lo: u32, hi: u32) -> f64 {
+    fn accumulate(
+        &mut self,
+        seqs: &[&[u32]],
+        pooled_grad: &[f32],
+        d: usize,
+        lo: u32,
+        hi: u32,
+    ) -> f64 {
         self.touched.clear();
         self.grad.clear();
         for (r, seq) in seqs.iter().enumerate() {
@@ -101,7 +108,12 @@ impl SparseEmbedding {
         Self::with_optimizer(table, rows, dim, SparseOptimizer::Adam)
     }
 
-    pub fn with_optimizer(table: Vec<f32>, rows: usize, dim: usize, optimizer: SparseOptimizer) -> Self {
+    pub fn with_optimizer(
+        table: Vec<f32>,
+        rows: usize,
+        dim: usize,
+        optimizer: SparseOptimizer,
+    ) -> Self {
         let bounds: Vec<usize> = (0..=PARTS).map(|p| rows * p / PARTS).collect();
         let scratch = bounds
             .windows(2)
@@ -137,7 +149,9 @@ impl SparseEmbedding {
         let mut out = vec![0f32; seqs.len() * d];
         out.par_chunks_mut(chunk * d)
             .zip(seqs.par_chunks(chunk))
-            .for_each(|(o, s)| o.copy_from_slice(&distill_model::model::pool_mean(&self.table, d, s)));
+            .for_each(|(o, s)| {
+                o.copy_from_slice(&distill_model::model::pool_mean(&self.table, d, s))
+            });
         out
     }
 
@@ -151,7 +165,9 @@ impl SparseEmbedding {
             .scratch
             .par_iter_mut()
             .enumerate()
-            .map(|(p, s)| s.accumulate(seqs, pooled_grad, d, bounds[p] as u32, bounds[p + 1] as u32))
+            .map(|(p, s)| {
+                s.accumulate(seqs, pooled_grad, d, bounds[p] as u32, bounds[p + 1] as u32)
+            })
             .collect();
         let norm = sq.iter().sum::<f64>().sqrt();
         let scale = if clip > 0.0 && norm > clip {
@@ -307,7 +323,14 @@ fn sum_sq(xs: &[f32]) -> f32 {
 
 /// Row-wise Adagrad over one part's touched rows: each row keeps the sum of
 /// its gradients' mean square, and moves by `lr * g / sqrt(sum)`.
-fn adagrad_rows(s: &mut Scratch, table: &mut [f32], acc: &mut [f32], lo: usize, d: usize, k: AdamStep) {
+fn adagrad_rows(
+    s: &mut Scratch,
+    table: &mut [f32],
+    acc: &mut [f32],
+    lo: usize,
+    d: usize,
+    k: AdamStep,
+) {
     let inv_d = 1.0 / d.max(1) as f32;
     for (slot, &id) in s.touched.iter().enumerate() {
         let local = id as usize - lo;
@@ -350,14 +373,21 @@ mod tests {
     #[test]
     fn update_is_the_same_on_one_thread_and_many() {
         let (rows, dim) = (1000, 8);
-        let table: Vec<f32> = (0..rows * dim).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
+        let table: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 7919) % 101) as f32 / 101.0)
+            .collect();
         let seqs_owned: Vec<Vec<u32>> = (0..64u32)
             .map(|r| (0..30).map(|k| (r * 131 + k * 977) % rows as u32).collect())
             .collect();
         let seqs: Vec<&[u32]> = seqs_owned.iter().map(Vec::as_slice).collect();
-        let grad: Vec<f32> = (0..64 * dim).map(|i| ((i % 13) as f32 - 6.0) / 10.0).collect();
+        let grad: Vec<f32> = (0..64 * dim)
+            .map(|i| ((i % 13) as f32 - 6.0) / 10.0)
+            .collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut e = SparseEmbedding::new(table.clone(), rows, dim);
                 for step in 0..5 {

@@ -784,7 +784,9 @@ impl Checkpointer {
         self.pending = Some(std::thread::spawn(move || {
             if let Some(bytes) = best {
                 let path = run_dir.join(run::CHECKPOINTS).join("best.bpk");
-                distill_core::fsutil::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
+                distill_core::fsutil::write_atomic(&path, |w| {
+                    std::io::Write::write_all(w, &bytes)
+                })?;
             }
             let mut files: Vec<(&str, &[u8])> =
                 vec![("model.bpk", &model_bytes), ("optim.bpk", &optim_bytes[..])];

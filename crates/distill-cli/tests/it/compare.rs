@@ -265,7 +265,10 @@ fn tune_fits_the_budget_and_resumes() {
         Some(winner.as_str())
     );
     assert_eq!(
-        std::fs::read_to_string(out.join("tune.jsonl")).expect("log").lines().count(),
+        std::fs::read_to_string(out.join("tune.jsonl"))
+            .expect("log")
+            .lines()
+            .count(),
         6,
         "a rerun retrains nothing"
     );

@@ -810,7 +810,10 @@ fn pruned_bag_fits_its_budget_and_matches_onnxruntime() {
             .sum();
         if let Some(b) = budget {
             assert!(total <= b, "{format} {q}: {total} bytes > {b}");
-            assert!(total >= b * 8 / 10, "{format} {q}: {total} bytes: budget barely used");
+            assert!(
+                total >= b * 8 / 10,
+                "{format} {q}: {total} bytes: budget barely used"
+            );
         }
         let rows = manifest["metrics"]["pruned_rows"].as_f64().expect("rows");
         let acc = manifest["metrics"]["test_accuracy"].as_f64().expect("acc");
@@ -832,7 +835,13 @@ fn pruned_bag_fits_its_budget_and_matches_onnxruntime() {
         } else {
             // Predicts without the run; a text none of whose features were
             // kept still gets an answer (the head's bias alone).
-            let o = ok(&["predict", "--bundle", &s(&out), "my card was declined", "zzqx"]);
+            let o = ok(&[
+                "predict",
+                "--bundle",
+                &s(&out),
+                "my card was declined",
+                "zzqx",
+            ]);
             let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("jsonl"))
@@ -849,7 +858,14 @@ fn pruned_bag_fits_its_budget_and_matches_onnxruntime() {
         }
     }
     // Without room for even one row, a clear error.
-    let o = distill(&["export", &s(&run), "--max-bytes", "2KB", "--out", &s(&tmp.path().join("tiny"))]);
+    let o = distill(&[
+        "export",
+        &s(&run),
+        "--max-bytes",
+        "2KB",
+        "--out",
+        &s(&tmp.path().join("tiny")),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not fit"), "{}", stderr(&o));
 }
