@@ -47,8 +47,9 @@ fn banking77_suite_reports_calibration_operating_points_and_a_cascade() {
         info["model_bytes"].as_f64()
     );
     // This config's model (row-wise Adagrad table) comes out calibrated
-    // already (measured: T 1.003, ECE 0.0175 -> 0.0182): temperature scaling
-    // must not make it notably worse, and the result must be well calibrated.
+    // already (measured: T ~1.00, ECE 0.011-0.017 before and after):
+    // temperature scaling must not make it notably worse, and the result
+    // must be well calibrated.
     let (ece, ece_cal) = (
         m["ece"].as_f64().expect("ece"),
         m["ece_calibrated"].as_f64().expect("ece"),
