@@ -34,39 +34,16 @@ pub struct ExportArgs {
     prune_rows: Option<usize>,
     /// Prune a bag to the most rows that keep the bundle (every file but the
     /// optional verify.jsonl) at most this size: bytes, or with a unit (500KB, 1MB = 10^3, 10^6; KiB, MiB = 2^10, 2^20).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
     max_bytes: Option<u64>,
 }
 
-/// `500KB` → 500,000; `1MiB` → 1,048,576; a plain number is bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 500KB, 1MB, 300000)"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1048576.0,
-        "gib" => 1073741824.0,
-        u => {
-            return Err(format!(
-                "unknown size unit {u:?} in {s:?} (B, KB, MB, GB, KiB, MiB, GiB)"
-            ));
-        }
-    };
-    let bytes = n * scale;
-    if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
-        return Err(format!("{s:?} is out of range"));
+/// A size budget: [`crate::teach::parse_size`]'s units, at least one byte.
+pub fn parse_budget(s: &str) -> Result<u64, String> {
+    match crate::teach::parse_size(s)? {
+        0 => Err(format!("{s:?}: a budget must be at least one byte")),
+        n => Ok(n),
     }
-    Ok(bytes as u64)
 }
 
 pub fn run_export(args: ExportArgs) -> CmdResult {

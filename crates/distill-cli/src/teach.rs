@@ -150,7 +150,7 @@ pub enum CacheCommand {
 }
 
 /// `1234`, `500KB`, `200MB`, `1.5GB` (powers of 1000; `KiB`, `MiB`, `GiB` for 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

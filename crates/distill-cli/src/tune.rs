@@ -24,7 +24,7 @@ pub struct TuneArgs {
     /// A bag experiment config (the starting point; its seed drives the search).
     config: PathBuf,
     /// The largest bundle (every file but verify.jsonl): 500KB, 1MB, bytes.
-    #[arg(long, value_parser = crate::export::parse_size)]
+    #[arg(long, value_parser = crate::export::parse_budget)]
     budget_bytes: u64,
     /// Configurations in the first rung: the config as written, then
     /// seeded samples.

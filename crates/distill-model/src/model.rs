@@ -166,6 +166,12 @@ impl BagModel {
 /// one) adds nothing rather than panicking.
 pub fn pool_mean(table: &[f32], dim: usize, seqs: &[&[u32]]) -> Vec<f32> {
     let mut out = vec![0f32; seqs.len() * dim];
+    pool_mean_into(table, dim, seqs, &mut out);
+    out
+}
+
+/// [`pool_mean`] into `out` (`[seqs.len(), dim]`, zeroed by the caller).
+pub fn pool_mean_into(table: &[f32], dim: usize, seqs: &[&[u32]], out: &mut [f32]) {
     for (acc, seq) in out.chunks_exact_mut(dim.max(1)).zip(seqs) {
         for &id in seq.iter() {
             let start = id as usize * dim;
@@ -176,7 +182,6 @@ pub fn pool_mean(table: &[f32], dim: usize, seqs: &[&[u32]]) -> Vec<f32> {
         let inv = 1.0 / seq.len().max(1) as f32;
         acc.iter_mut().for_each(|a| *a *= inv);
     }
-    out
 }
 
 /// Mean over the sequence axis of `x` `[b, s, d]`, counting only mask = 1 rows.

@@ -58,7 +58,11 @@ pub fn prune(predictor: &Predictor, kept: &[u32]) -> Result<(Predictor, Vec<u32>
     if predictor.meta.pruned.is_some() {
         return Err(Error::Spec("the model is already pruned".into()));
     }
-    let [rows, dim] = bag.embedding_dims();
+    // The predictor's host copy: a binary search over sizes prunes many times.
+    let Some((table, dim)) = predictor.host_table() else {
+        return Err(Error::Spec("the bag's table is not on the host".into()));
+    };
+    let rows = table.len() / dim;
     let mut ids: Vec<u32> = kept.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -67,7 +71,6 @@ pub fn prune(predictor: &Predictor, kept: &[u32]) -> Result<(Predictor, Vec<u32>
             "kept rows must be 1 or more hashed ids in 1..{rows}"
         )));
     }
-    let table = bag.embedding_to_host();
     let mut small = vec![0f32; (ids.len() + 1) * dim];
     for (k, &id) in ids.iter().enumerate() {
         let src = id as usize * dim;

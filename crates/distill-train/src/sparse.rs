@@ -149,9 +149,7 @@ impl SparseEmbedding {
         let mut out = vec![0f32; seqs.len() * d];
         out.par_chunks_mut(chunk * d)
             .zip(seqs.par_chunks(chunk))
-            .for_each(|(o, s)| {
-                o.copy_from_slice(&distill_model::model::pool_mean(&self.table, d, s))
-            });
+            .for_each(|(o, s)| distill_model::model::pool_mean_into(&self.table, d, s, o));
         out
     }
 

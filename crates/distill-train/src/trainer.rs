@@ -518,6 +518,12 @@ fn run_loop(
         _ => None,
     };
 
+    // The table's lr follows the head's schedule, scaled to its own peak.
+    let table_lr_scale = match t.sparse_lr {
+        Some(s) if t.lr > 0.0 => s / t.lr,
+        Some(_) => 0.0,
+        None => 1.0,
+    };
     let mut ckpt = Checkpointer::new(run_dir, last_ckpt);
     // Wall time of this session's phase adds to what earlier sessions spent.
     let loop_base = state.loop_seconds;
@@ -594,12 +600,7 @@ fn run_loop(
                     .map(|g| g.into_data().try_to_vec::<f32>().unwrap_or_default())
                     .unwrap_or_default();
                 if g.len() == seqs.len() * sp.dim {
-                    let sparse_lr = match t.sparse_lr {
-                        Some(s) if t.lr > 0.0 => lr * s / t.lr,
-                        Some(_) => 0.0,
-                        None => lr,
-                    };
-                    sp.update(&seqs, &g, sparse_lr, t.grad_clip);
+                    sp.update(&seqs, &g, lr * table_lr_scale, t.grad_clip);
                 }
             }
             let grads = GradientsParams::from_grads(grads, &model);
@@ -626,8 +627,7 @@ fn run_loop(
                 && state.batch_in_epoch < batches.len()
             {
                 model = sync_embedding(model, &sparse, &ad);
-                let best = best_model.take().map(|m| weights_bytes(&m)).transpose()?;
-                ckpt.write(&state, &model, &optim, &sparse, best)?;
+                ckpt.write(&state, &model, &optim, &sparse, best_model.take())?;
             }
         }
         // End of epoch: validate, select, maybe stop, checkpoint.
@@ -707,8 +707,7 @@ fn run_loop(
         }
         state.loop_seconds = loop_base + phase_start.elapsed().as_secs_f64();
         if state.finished || ckpt.since_last() >= t.checkpoint_seconds {
-            let best = best_model.take().map(|m| weights_bytes(&m)).transpose()?;
-            ckpt.write(&state, &model, &optim, &sparse, best)?;
+            ckpt.write(&state, &model, &optim, &sparse, best_model.take())?;
         }
     }
     ckpt.wait()?;
@@ -763,15 +762,17 @@ impl Checkpointer {
     }
 
     /// Serialise the state now, write it in the background (after the
-    /// previous write has finished). `best` also replaces `best.bpk` first.
+    /// previous write has finished). `best` (the best epoch's module, when it
+    /// changed since the last checkpoint) replaces `best.bpk` first.
     fn write(
         &mut self,
         state: &TrainState,
         model: &Student,
         optim: &ModuleOptimizer,
         sparse: &Option<SparseEmbedding>,
-        best: Option<Vec<u8>>,
+        best: Option<Student>,
     ) -> Result<()> {
+        let best = best.map(|m| weights_bytes(&m)).transpose()?;
         let model_bytes = weights_bytes(model)?;
         let optim_bytes = optim.into_bytes().map_err(|e| Error::Checkpoint {
             path: self.run_dir.join(run::CHECKPOINTS),
