@@ -272,6 +272,13 @@ fn tune_fits_the_budget_and_resumes() {
         6,
         "a rerun retrains nothing"
     );
+    // A second tune on the same directory is refused while one holds it.
+    {
+        let _held = distill_core::lock::DirLock::acquire(&out, "tune-test-holder").expect("lock");
+        let o = distill(&args);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("tune-test-holder"), "{}", stderr(&o));
+    }
     let o = distill(&[
         "tune",
         "configs/exp/sms_spam-bag.toml",
