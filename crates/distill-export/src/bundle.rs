@@ -111,6 +111,12 @@ fn featurizer_doc(spec: &ModelSpec) -> Value {
             "max_len": e.max_len,
             "note": "HuggingFace tokenizers JSON; [CLS] (id 2) first, [PAD] = 0, truncated to max_len ids"
         }),
+        ModelSpec::Pretrained(p) => json!({
+            "kind": "tokenizer",
+            "file": TOKENIZER_FILE,
+            "max_len": p.max_len,
+            "note": "the pretrained checkpoint's HuggingFace tokenizer; [CLS] text [SEP], [PAD] = 0, truncated to max_len ids ([SEP] kept); token type 0"
+        }),
     }
 }
 
@@ -260,8 +266,10 @@ fn build(
     let mut bundle_meta: ModelMeta = (*meta).clone();
     bundle_meta.weights = dtype;
     // The tokenizer ships in the bundle: no path of this machine in model.json.
-    if let ModelSpec::Encoder(e) = &mut bundle_meta.spec {
-        e.tokenizer.path = None;
+    match &mut bundle_meta.spec {
+        ModelSpec::Encoder(e) => e.tokenizer.path = None,
+        ModelSpec::Pretrained(p) => p.path = None,
+        ModelSpec::Bag(_) => {}
     }
     write_json_atomic(&tmp.join(META_FILE), &bundle_meta)?;
 

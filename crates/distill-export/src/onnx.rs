@@ -454,9 +454,13 @@ pub fn build(
         NetWeights::Encoder {
             tokens,
             positions,
+            type0,
+            emb_norm,
             layers,
+            post_norm,
             norm,
             cls_pooling,
+            normalize,
             ..
         } => {
             let tok = b.embedding("tokens", ids, tokens);
@@ -470,6 +474,13 @@ pub fn build(
             let pos_ids = b.g.node("Range", &[&start, &s, &step], &[]);
             let pos = b.embedding("positions", &pos_ids, positions);
             let mut x = b.g.node("Add", &[&tok, &pos], &[]);
+            if let Some(t0) = type0 {
+                let t0 = b.vector("token_type0", t0);
+                x = b.g.node("Add", &[&x, &t0], &[]);
+            }
+            if let Some(n) = emb_norm {
+                x = b.layer_norm("embeddings.norm", &x, n);
+            }
             // Attention mask: padded keys get `min_float` ([b, 1, 1, s]).
             let is_pad = b.g.node("Equal", &[ids, &zero], &[]);
             let axes12 = b.g.ints("axes", &[1, 2]);
@@ -478,7 +489,11 @@ pub fn build(
             for (li, l) in layers.iter().enumerate() {
                 let p = format!("layers.{li}");
                 let dk = d / l.heads;
-                let h = b.layer_norm(&format!("{p}.norm_attn"), &x, &l.norm_attn);
+                let h = if *post_norm {
+                    x.clone()
+                } else {
+                    b.layer_norm(&format!("{p}.norm_attn"), &x, &l.norm_attn)
+                };
                 let heads_shape = b.g.ints("heads_shape", &[0, 0, l.heads as i64, dk as i64]);
                 let split = |b: &mut Builder, name: &str, lw: &LinearW, perm: Vec<i64>| {
                     let y = b.linear(&format!("{p}.{name}"), &h, lw);
@@ -504,7 +519,12 @@ pub fn build(
                 let ctx = b.g.node("Reshape", &[&ctx, &merged], &[]);
                 let attn = b.linear(&format!("{p}.output"), &ctx, &l.output);
                 x = b.g.node("Add", &[&x, &attn], &[]);
-                let h2 = b.layer_norm(&format!("{p}.norm_ff"), &x, &l.norm_ff);
+                let h2 = if *post_norm {
+                    x = b.layer_norm(&format!("{p}.norm_attn"), &x, &l.norm_attn);
+                    x.clone()
+                } else {
+                    b.layer_norm(&format!("{p}.norm_ff"), &x, &l.norm_ff)
+                };
                 let inner = b.linear(&format!("{p}.ff_inner"), &h2, &l.ff_inner);
                 // exact GELU: 0.5 x (1 + erf(x / sqrt 2))
                 let sqrt2 = b.g.scalar_f32("sqrt2", std::f32::consts::SQRT_2);
@@ -517,13 +537,32 @@ pub fn build(
                 let gelu = b.g.node("Mul", &[&e, &half], &[]);
                 let ff = b.linear(&format!("{p}.ff_outer"), &gelu, &l.ff_outer);
                 x = b.g.node("Add", &[&x, &ff], &[]);
+                if *post_norm {
+                    x = b.layer_norm(&format!("{p}.norm_ff"), &x, &l.norm_ff);
+                }
             }
-            let x = b.layer_norm("norm", &x, norm);
-            if *cls_pooling {
+            if let Some(n) = norm {
+                x = b.layer_norm("norm", &x, n);
+            }
+            let pooled = if *cls_pooling {
                 let first = b.g.init_i64("first", &[], &[0]);
                 b.g.node("Gather", &[&x, &first], &[Attr::Int("axis", 1)])
             } else {
                 b.masked_mean(&x, &mask)
+            };
+            if *normalize {
+                // x / max(||x||, 1e-12)
+                let axes1 = b.g.ints("axes", &[1]);
+                let sq = b.g.node("Mul", &[&pooled, &pooled], &[]);
+                let ss = b
+                    .g
+                    .node("ReduceSum", &[&sq, &axes1], &[Attr::Int("keepdims", 1)]);
+                let n = b.g.node("Sqrt", &[&ss], &[]);
+                let tiny = b.g.scalar_f32("tiny", 1e-12);
+                let n = b.g.node("Max", &[&n, &tiny], &[]);
+                b.g.node("Div", &[&pooled, &n], &[])
+            } else {
+                pooled
             }
         }
     };

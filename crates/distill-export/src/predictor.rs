@@ -193,6 +193,7 @@ impl BundlePredictor {
         match &self.predictor.meta.spec {
             ModelSpec::Bag(b) => b.max_features,
             ModelSpec::Encoder(e) => e.max_len,
+            ModelSpec::Pretrained(p) => p.max_len,
         }
     }
 

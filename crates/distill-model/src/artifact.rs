@@ -147,7 +147,11 @@ impl ModelMeta {
                 Some(p.rows + 1)
             }
             (ModelSpec::Encoder(_), None) => None,
-            (ModelSpec::Encoder(_), Some(_)) => {
+            (ModelSpec::Pretrained(p), None) => match &p.arch {
+                Some(a) => Some(a.vocab_size),
+                None => return Err(bad("a pretrained spec without `arch`".into())),
+            },
+            (_, Some(_)) => {
                 return Err(bad("only a bag can be pruned".into()));
             }
         };
@@ -333,6 +337,9 @@ pub fn featurizer_for(spec: &ModelSpec, dir: &Path) -> Result<Featurizer> {
             &dir.join(TOKENIZER_FILE),
             e.max_len,
         )?)),
+        ModelSpec::Pretrained(p) => Featurizer::Subword(Box::new(
+            SubwordFeaturizer::load_pretrained(&dir.join(TOKENIZER_FILE), p.max_len)?,
+        )),
     })
 }
 
@@ -418,7 +425,7 @@ impl Predictor {
                 let table = bag.embedding_to_host();
                 (table.len() == rows * dim && dim > 0).then_some((table, dim))
             }
-            Student::Encoder(_) => None,
+            _ => None,
         };
         Predictor {
             meta,
@@ -543,6 +550,17 @@ pub fn predict_proba_pooled(
         ))
     };
     batched(seqs, batch_size, pooled_head, activation(task))
+}
+
+/// Rows of probabilities from logits `[b, classes]` (see [`predict_proba`]).
+pub fn probs_of(logits: burn::tensor::Tensor<2>, task: Task) -> Vec<Vec<f32>> {
+    let [b, c] = logits.dims();
+    let flat: Vec<f32> = activation(task)(logits)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN; b * c]);
+    flat.chunks(c.max(1)).map(<[f32]>::to_vec).collect()
 }
 
 /// Logits to probabilities: sigmoid per label (multilabel), else softmax.

@@ -2,6 +2,7 @@
 //! other runtimes. Shapes follow burn: `Linear.weight` is `[in, out]`
 //! (`y = x W + b`), embeddings are `[rows, dim]`.
 
+use crate::bert::BertModel;
 use crate::model::{BagModel, EncoderModel, Student};
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
@@ -47,29 +48,35 @@ impl LinearW {
 pub struct NormW {
     pub gamma: HostTensor,
     pub beta: Option<HostTensor>,
-    /// burn's default (the students never change it).
     pub epsilon: f32,
 }
 
 impl NormW {
+    /// burn's default epsilon (the from-scratch students never change it).
     fn of(n: &LayerNorm) -> Self {
+        Self::with_eps(n, 1e-5)
+    }
+
+    fn with_eps(n: &LayerNorm, epsilon: f32) -> Self {
         NormW {
             gamma: param(&n.gamma),
             beta: n.beta.as_ref().map(param),
-            epsilon: 1e-5,
+            epsilon,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct LayerW {
-    /// Pre-norm before attention (burn's `norm_2` in a norm-first layer).
+    /// Pre-norm before attention (burn's `norm_2` in a norm-first layer);
+    /// in a post-norm layer (BERT), the norm after the attention's residual.
     pub norm_attn: NormW,
     pub query: LinearW,
     pub key: LinearW,
     pub value: LinearW,
     pub output: LinearW,
-    /// Pre-norm before the feed-forward block (burn's `norm_1`).
+    /// Pre-norm before the feed-forward block (burn's `norm_1`); post-norm:
+    /// after the feed-forward residual.
     pub norm_ff: NormW,
     pub ff_inner: LinearW,
     pub ff_outer: LinearW,
@@ -86,13 +93,24 @@ pub enum NetWeights {
         hidden: Option<LinearW>,
         out: LinearW,
     },
+    /// A transformer encoder: distill's pre-norm student, or a pretrained
+    /// post-norm BERT (`post_norm`, with token type 0's embedding added and
+    /// a LayerNorm on the embeddings).
     Encoder {
         tokens: HostTensor,
         positions: HostTensor,
+        /// BERT: the embedding of token type 0, added to every position.
+        type0: Option<HostTensor>,
+        /// BERT: the LayerNorm after the embeddings.
+        emb_norm: Option<NormW>,
         layers: Vec<LayerW>,
-        norm: NormW,
+        post_norm: bool,
+        /// The pre-norm student's final LayerNorm.
+        norm: Option<NormW>,
         out: LinearW,
         cls_pooling: bool,
+        /// L2-normalise the pooled embedding.
+        normalize: bool,
     },
 }
 
@@ -125,10 +143,56 @@ fn encoder(m: &EncoderModel) -> NetWeights {
     NetWeights::Encoder {
         tokens: param(&m.tok.weight),
         positions: param(&m.pos.weight),
+        type0: None,
+        emb_norm: None,
         layers,
-        norm: NormW::of(&m.norm),
+        post_norm: false,
+        norm: Some(NormW::of(&m.norm)),
         out: LinearW::of(&m.out),
         cls_pooling: m.cls_pooling,
+        normalize: false,
+    }
+}
+
+fn bert(m: &BertModel) -> NetWeights {
+    let eps = m.eps as f32;
+    let e = &m.embeddings;
+    let types = param(&e.token_type_embeddings.weight);
+    let d = types.dims[1];
+    let layers = m
+        .encoder
+        .layer
+        .iter()
+        .map(|l| {
+            let a = &l.attention;
+            LayerW {
+                norm_attn: NormW::with_eps(&a.output.layer_norm, eps),
+                query: LinearW::of(&a.self_attn.query),
+                key: LinearW::of(&a.self_attn.key),
+                value: LinearW::of(&a.self_attn.value),
+                output: LinearW::of(&a.output.dense),
+                norm_ff: NormW::with_eps(&l.output.layer_norm, eps),
+                ff_inner: LinearW::of(&l.intermediate.dense),
+                ff_outer: LinearW::of(&l.output.dense),
+                heads: a.self_attn.heads,
+                min_float: -1e9,
+            }
+        })
+        .collect();
+    NetWeights::Encoder {
+        tokens: param(&e.word_embeddings.weight),
+        positions: param(&e.position_embeddings.weight),
+        type0: Some(HostTensor {
+            dims: vec![d],
+            data: types.data[..d].to_vec(),
+        }),
+        emb_norm: Some(NormW::with_eps(&e.layer_norm, eps)),
+        layers,
+        post_norm: true,
+        norm: None,
+        out: LinearW::of(&m.out),
+        cls_pooling: m.cls_pooling,
+        normalize: m.normalize,
     }
 }
 
@@ -138,6 +202,7 @@ impl Student {
         match self {
             Student::Bag(m) => bag(m),
             Student::Encoder(m) => encoder(m),
+            Student::Pretrained(m) => bert(m),
         }
     }
 }

@@ -257,11 +257,13 @@ pub fn truncate_at_char(text: &str, max_bytes: usize) -> &str {
     &text[..end]
 }
 
-/// A subword tokenizer with `[CLS]` prepended, truncated to `max_len` ids.
+/// A subword tokenizer with `[CLS]` prepended (and `[SEP]` appended for a
+/// pretrained BERT's tokenizer), truncated to `max_len` ids.
 #[derive(Clone)]
 pub struct SubwordFeaturizer {
     tokenizer: Tokenizer,
     cls: u32,
+    sep: Option<u32>,
     max_len: usize,
 }
 
@@ -339,8 +341,62 @@ impl SubwordFeaturizer {
         Ok(SubwordFeaturizer {
             tokenizer,
             cls,
+            sep: None,
             max_len,
         })
+    }
+
+    /// A pretrained BERT's `tokenizer.json`: `[CLS] text [SEP]`. Its own
+    /// padding and truncation settings are dropped (distill pads batches
+    /// itself and truncates to `max_len`).
+    pub fn load_pretrained(path: &Path, max_len: usize) -> Result<Self> {
+        let mut f = Self::load(path, max_len)?;
+        f.tokenizer.with_padding(None);
+        f.tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        f.sep = Some(f.tokenizer.token_to_id("[SEP]").ok_or_else(|| Error::Artifact {
+            path: path.to_path_buf(),
+            message: "the tokenizer has no `[SEP]` token".into(),
+        })?);
+        Ok(f)
+    }
+
+    /// BERT's WordPiece tokenizer from a `vocab.txt` (one token per line).
+    pub fn from_vocab_txt(path: &Path, lowercase: bool, max_len: usize) -> Result<Self> {
+        let artifact = |message: String| Error::Artifact {
+            path: path.to_path_buf(),
+            message,
+        };
+        // Bounded: a vocab.txt is a few hundred KB.
+        let size = std::fs::metadata(path)
+            .map_err(|e| artifact(e.to_string()))?
+            .len();
+        if size > 64 << 20 {
+            return Err(artifact(format!("{size} bytes; a vocab.txt is at most 64 MiB")));
+        }
+        let model = WordPiece::from_file(&path.to_string_lossy())
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| artifact(e.to_string()))?;
+        let tokenizer = TokenizerBuilder::new()
+            .with_model(model)
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>)
+            .with_decoder(None::<tokenizers::decoders::DecoderWrapper>)
+            .build()
+            .map_err(|e| artifact(e.to_string()))?;
+        let json = tokenizer
+            .to_string(false)
+            .map_err(|e| artifact(e.to_string()))?;
+        let mut f = Self::from_json(json.as_bytes(), max_len).map_err(|e| artifact(e.to_string()))?;
+        f.sep = Some(
+            f.tokenizer
+                .token_to_id("[SEP]")
+                .ok_or_else(|| artifact("no `[SEP]` line".into()))?,
+        );
+        Ok(f)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -361,9 +417,11 @@ impl SubwordFeaturizer {
         // Bound the work on huge inputs: `max_len` tokens never need more
         // than 64 bytes each (a documented, practical bound).
         let text = truncate_at_char(text, self.max_len.saturating_mul(64));
+        let room = self.max_len - 1 - usize::from(self.sep.is_some());
         if let Ok(enc) = self.tokenizer.encode(text, false) {
-            ids.extend(enc.get_ids().iter().take(self.max_len - 1));
+            ids.extend(enc.get_ids().iter().take(room));
         }
+        ids.extend(self.sep);
         ids
     }
 }

@@ -1,6 +1,7 @@
 //! Student models for distill, built on burn 0.22.
 //!
-//! * [`spec`]: the `[model]` config (bag or encoder) and its validation.
+//! * [`spec`]: the `[model]` config (bag, encoder, pretrained) and its validation.
+//! * [`bert`]: pretrained BERT-family encoders read from Hugging Face files.
 //! * [`featurize`]: text → ids (hashed n-grams, or a trained subword tokenizer).
 //! * [`model`]: the burn modules ([`model::Student`]).
 //! * [`artifact`]: the `model/` directory and a [`artifact::Predictor`].
@@ -10,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod artifact;
+pub mod bert;
 pub mod device;
 mod error;
 pub mod export;

@@ -42,6 +42,7 @@ impl Batch {
 pub enum Student {
     Bag(BagModel),
     Encoder(EncoderModel),
+    Pretrained(crate::bert::BertModel),
 }
 
 impl Student {
@@ -50,6 +51,9 @@ impl Student {
         match spec {
             ModelSpec::Bag(s) => Student::Bag(BagModel::new(s, vocab, classes, device)),
             ModelSpec::Encoder(s) => Student::Encoder(EncoderModel::new(s, vocab, classes, device)),
+            ModelSpec::Pretrained(s) => {
+                Student::Pretrained(crate::bert::BertModel::new(s, classes, device))
+            }
         }
     }
 
@@ -57,7 +61,7 @@ impl Student {
     pub fn as_bag(&self) -> Option<&BagModel> {
         match self {
             Student::Bag(m) => Some(m),
-            Student::Encoder(_) => None,
+            _ => None,
         }
     }
 
@@ -66,6 +70,7 @@ impl Student {
         match self {
             Student::Bag(m) => m.forward(batch),
             Student::Encoder(m) => m.forward(batch),
+            Student::Pretrained(m) => m.forward(batch.ids.clone(), batch.mask.clone()),
         }
     }
 }
@@ -185,7 +190,7 @@ pub fn pool_mean_into(table: &[f32], dim: usize, seqs: &[&[u32]], out: &mut [f32
 }
 
 /// Mean over the sequence axis of `x` `[b, s, d]`, counting only mask = 1 rows.
-fn masked_mean(x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+pub(crate) fn masked_mean(x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
     let [b, _, d] = x.dims();
     let lens = mask.clone().sum_dim(1).clamp_min(1.0); // [b, 1]
     let summed = (x * mask.unsqueeze_dim::<3>(2)).sum_dim(1).reshape([b, d]);

@@ -11,6 +11,8 @@ pub enum ModelSpec {
     Bag(BagSpec),
     /// Small transformer encoder over a subword tokenizer.
     Encoder(EncoderSpec),
+    /// A pretrained BERT-family encoder (Hugging Face files) with a head.
+    Pretrained(PretrainedSpec),
 }
 
 /// Upper bounds on every size a spec may declare. Generous for real students,
@@ -63,6 +65,18 @@ impl ModelSpec {
                     MAX_VOCAB,
                 )?;
             }
+            ModelSpec::Pretrained(p) => {
+                over("pretrained max-len", p.max_len, MAX_LEN)?;
+                if let Some(a) = &p.arch {
+                    over("pretrained layers", a.layers, MAX_LAYERS)?;
+                    over("pretrained hidden", a.hidden, MAX_DIM)?;
+                    over("pretrained heads", a.heads, MAX_HEADS)?;
+                    over("pretrained intermediate", a.intermediate, 4 * MAX_DIM)?;
+                    over("pretrained max-positions", a.max_positions, MAX_LEN)?;
+                    over("pretrained type-vocab", a.type_vocab, 16)?;
+                    over("pretrained vocab", a.vocab_size, MAX_VOCAB)?;
+                }
+            }
         }
         Ok(())
     }
@@ -84,6 +98,21 @@ impl ModelSpec {
                     .saturating_add(m(e.layers, per_layer))
                     .saturating_add(m(e.d_model, classes))
             }
+            ModelSpec::Pretrained(p) => {
+                let Some(a) = &p.arch else {
+                    return 0;
+                };
+                let d = a.hidden;
+                let per_layer = m(4, m(d, d)).saturating_add(m(2, m(d, a.intermediate)));
+                m(
+                    vocab
+                        .saturating_add(a.max_positions)
+                        .saturating_add(a.type_vocab),
+                    d,
+                )
+                .saturating_add(m(a.layers, per_layer))
+                .saturating_add(m(d, classes))
+            }
         }
     }
 
@@ -91,6 +120,7 @@ impl ModelSpec {
         match self {
             ModelSpec::Bag(_) => "bag",
             ModelSpec::Encoder(_) => "encoder",
+            ModelSpec::Pretrained(_) => "pretrained",
         }
     }
 
@@ -130,6 +160,39 @@ impl ModelSpec {
                 }
                 if e.tokenizer.path.is_none() && e.tokenizer.vocab_size < 100 {
                     return bad("encoder: tokenizer vocab-size must be >= 100".into());
+                }
+            }
+            ModelSpec::Pretrained(p) => {
+                if p.max_len < 2 {
+                    return bad("pretrained: max-len must be >= 2 ([CLS] and [SEP])".into());
+                }
+                if let Some(d) = p.dropout
+                    && !(0.0..1.0).contains(&d)
+                {
+                    return bad(format!("pretrained: dropout {d} must be in [0, 1)"));
+                }
+                if let Some(a) = &p.arch {
+                    if a.hidden == 0 || a.heads == 0 || a.hidden % a.heads != 0 {
+                        return bad(format!(
+                            "pretrained: hidden ({}) must be a positive multiple of heads ({})",
+                            a.hidden, a.heads
+                        ));
+                    }
+                    if a.layers == 0 || a.intermediate == 0 || a.type_vocab == 0 {
+                        return bad("pretrained: layers, intermediate and type-vocab must be > 0".into());
+                    }
+                    if p.max_len > a.max_positions {
+                        return bad(format!(
+                            "pretrained: max-len {} exceeds the checkpoint's {} positions",
+                            p.max_len, a.max_positions
+                        ));
+                    }
+                    if !(a.layer_norm_eps > 0.0 && a.layer_norm_eps < 1.0) {
+                        return bad(format!(
+                            "pretrained: layer-norm-eps {} must be in (0, 1)",
+                            a.layer_norm_eps
+                        ));
+                    }
                 }
             }
         }
@@ -182,6 +245,59 @@ pub struct EncoderSpec {
     pub dropout: f64,
     #[serde(default)]
     pub tokenizer: TokenizerSpec,
+}
+
+/// `model.kind = "pretrained"`: a BERT-family checkpoint in Hugging Face
+/// layout (`config.json`, `model.safetensors`, `tokenizer.json` or
+/// `vocab.txt`, sentence-transformers' `1_Pooling/config.json` and
+/// `modules.json` when present). The directory is read when a run starts;
+/// the run keeps what it needs (weights, tokenizer, this spec with `arch`
+/// filled in), so bundles do not depend on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PretrainedSpec {
+    /// The checkpoint directory (relative to the experiment config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    /// Tokens per example, [CLS] and [SEP] included.
+    #[serde(default = "d_pre_max_len")]
+    pub max_len: usize,
+    /// Default: the checkpoint's (`1_Pooling/config.json`), else mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
+    /// L2-normalise the pooled embedding. Default: whether the checkpoint's
+    /// `modules.json` ends in sentence-transformers' `Normalize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<bool>,
+    /// Dropout while fine-tuning. Default: the checkpoint's `hidden_dropout_prob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// The architecture, read from `config.json` when a run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<BertArch>,
+}
+
+/// What `config.json` says about a BERT-family encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BertArch {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub max_positions: usize,
+    pub type_vocab: usize,
+    pub layer_norm_eps: f64,
+}
+
+impl PretrainedSpec {
+    pub fn pooling(&self) -> Pooling {
+        self.pooling.unwrap_or_default()
+    }
+    pub fn dropout(&self) -> f64 {
+        self.dropout.unwrap_or(0.1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -261,6 +377,9 @@ fn d_ff() -> usize {
 }
 fn d_max_len() -> usize {
     64
+}
+fn d_pre_max_len() -> usize {
+    128
 }
 fn d_enc_dropout() -> f64 {
     0.1

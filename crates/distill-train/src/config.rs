@@ -109,6 +109,17 @@ pub struct TrainSpec {
     /// Decision threshold for multilabel metrics.
     #[serde(default = "d_threshold")]
     pub threshold: f64,
+    /// pretrained: keep the embeddings and the lowest N encoder layers as
+    /// loaded (no gradient, no dropout). N at least the encoder's depth
+    /// freezes it whole: the fast mode, which computes each text's sentence
+    /// embedding once (cached by content under `$DISTILL_CACHE/embeddings`)
+    /// and trains only the head.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub freeze_layers: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

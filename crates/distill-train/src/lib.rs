@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod data;
+pub mod embcache;
 mod error;
 pub mod loss;
 pub mod metrics;

@@ -86,6 +86,17 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     {
         e.tokenizer.path = Some(absolute(&crate::data::resolve(&req.base_dir, p)));
     }
+    if let ModelSpec::Pretrained(p) = &mut config.model {
+        let dir = absolute(&crate::data::resolve(
+            &req.base_dir,
+            &distill_model::bert::checkpoint_dir(p)?,
+        ));
+        // A resumed run's config already holds the architecture it started with.
+        if p.arch.is_none() {
+            *p = distill_model::bert::resolve(p, &dir)?;
+        }
+        p.path = Some(dir);
+    }
     if let Some(t) = &data.teacher {
         config.teacher = Some(absolute(&t.path));
     }
@@ -312,6 +323,9 @@ fn build_featurizer(spec: &ModelSpec, train: &[Row]) -> Result<Featurizer> {
                 Featurizer::Subword(Box::new(SubwordFeaturizer::train(e, &texts)?))
             }
         },
+        ModelSpec::Pretrained(p) => Featurizer::Subword(Box::new(
+            distill_model::bert::load_tokenizer(&distill_model::bert::checkpoint_dir(p)?, p.max_len)?,
+        )),
     })
 }
 
@@ -340,6 +354,7 @@ fn load_featurizer(spec: &ModelSpec, run_dir: &Path) -> Result<Featurizer> {
 fn vocab_of(spec: &ModelSpec, featurizer: &Featurizer) -> usize {
     match (spec, featurizer) {
         (ModelSpec::Bag(b), _) => b.buckets,
+        (ModelSpec::Pretrained(p), _) => p.arch.as_ref().map_or(0, |a| a.vocab_size),
         (_, Featurizer::Subword(s)) => s.vocab_size(),
         (_, Featurizer::Bag(_)) => 0,
     }
@@ -411,6 +426,10 @@ fn estimate_bytes(spec: &ModelSpec, params: usize, batch: usize, seq: usize) -> 
             let per_layer = seq * (e.d_model * 12 + e.ff * 3) + e.heads * seq * seq * 3;
             (per_layer * e.layers + seq * e.d_model * 4) as u64
         }
+        ModelSpec::Pretrained(p) => p.arch.as_ref().map_or(0, |a| {
+            let per_layer = seq * (a.hidden * 12 + a.intermediate * 3) + a.heads * seq * seq * 3;
+            (per_layer * a.layers + seq * a.hidden * 4) as u64
+        }),
     };
     state + per_row * batch as u64 * 4 * 2
 }
@@ -444,7 +463,15 @@ fn run_loop(
 
     let ad = device.clone().autodiff();
     ad.seed(seeds.init);
-    let mut model = Student::new(&config.model, vocab, classes, &ad);
+    let mut model = match (Student::new(&config.model, vocab, classes, &ad), &config.model) {
+        (Student::Pretrained(bert), ModelSpec::Pretrained(p)) => {
+            Student::Pretrained(distill_model::bert::load_checkpoint(
+                bert,
+                &distill_model::bert::checkpoint_dir(p)?,
+            )?)
+        }
+        (m, _) => m,
+    };
     let params = model.num_params();
     let max_seq = train_seqs.iter().map(Vec::len).max().unwrap_or(1);
     if matches!(config.device, DeviceKind::Cpu | DeviceKind::Ndarray)
@@ -494,6 +521,29 @@ fn run_loop(
         // A fresh run, or a resumed one that died before its first checkpoint.
         run::truncate_metrics(run_dir, 0)?;
     }
+    model = match model {
+        Student::Pretrained(bert) if t.freeze_layers > 0 => {
+            Student::Pretrained(bert.freeze_lower(t.freeze_layers))
+        }
+        m => m,
+    };
+    // Fast mode: a frozen encoder's sentence embeddings, computed once.
+    let frozen = match (&model, &config.model) {
+        (Student::Pretrained(bert), ModelSpec::Pretrained(p))
+            if t.freeze_layers >= bert.layers() =>
+        {
+            let eval = bert.valid();
+            let embed = |seqs: &[Vec<u32>]| -> Result<Vec<f32>> {
+                crate::embcache::sentence_embeddings(&eval, p, seqs, t.eval_batch_size, device)
+            };
+            Some(Frozen {
+                dim: eval.hidden(),
+                train: embed(&train_seqs)?,
+                val: embed(&val_seqs)?,
+            })
+        }
+        _ => None,
+    };
     info.params = params;
     info.save(run_dir)?;
     let mut sparse = match (&model, t.sparse_embeddings) {
@@ -562,13 +612,16 @@ fn run_loop(
                 &state.global_step.to_string(),
             ));
             let seqs: Vec<&[u32]> = idx.iter().map(|&i| train_seqs[i].as_slice()).collect();
-            let (logits, pooled) = match (&sparse, model.as_bag()) {
-                (Some(sp), Some(bag)) => {
+            let (logits, pooled) = match (&sparse, &model, &frozen) {
+                (Some(sp), Student::Bag(bag), _) => {
                     let host = sp.pool(&seqs);
                     let pooled =
                         Tensor::<2>::from_data(TensorData::new(host, [seqs.len(), sp.dim]), &ad)
                             .require_grad();
                     (bag.head(pooled.clone()), Some(pooled))
+                }
+                (_, Student::Pretrained(bert), Some(f)) => {
+                    (bert.head(f.rows(&f.train, idx, &ad)), None)
                 }
                 _ => (model.forward(&Batch::new(&seqs, &ad)), None),
             };
@@ -633,8 +686,8 @@ fn run_loop(
         // End of epoch: validate, select, maybe stop, checkpoint.
         model = sync_embedding(model, &sparse, &ad);
         let eval_model = model.valid();
-        let probs = match (&sparse, eval_model.as_bag()) {
-            (Some(sp), Some(bag)) => artifact::predict_proba_pooled(
+        let probs = match (&sparse, &eval_model, &frozen) {
+            (Some(sp), Student::Bag(bag), _) => artifact::predict_proba_pooled(
                 bag,
                 &sp.table,
                 sp.dim,
@@ -643,6 +696,13 @@ fn run_loop(
                 t.eval_batch_size,
                 device,
             ),
+            (_, Student::Pretrained(bert), Some(f)) => {
+                let all: Vec<usize> = (0..val_seqs.len()).collect();
+                artifact::probs_of(
+                    bert.head(f.rows(&f.val, &all, device)),
+                    task,
+                )
+            }
             _ => predict_proba(&eval_model, &val_seqs, task, t.eval_batch_size, device),
         };
         let val = evaluate(&data.val, &probs, classes, t.threshold);
@@ -719,6 +779,24 @@ fn run_loop(
 }
 
 const SPARSE_FILE: &str = "sparse-adam.bin";
+
+/// A frozen encoder's sentence embeddings (`[rows, dim]`, row-major).
+struct Frozen {
+    dim: usize,
+    train: Vec<f32>,
+    val: Vec<f32>,
+}
+
+impl Frozen {
+    /// Rows `idx` of `table` as a `[idx.len(), dim]` tensor.
+    fn rows(&self, table: &[f32], idx: &[usize], device: &Device) -> Tensor<2> {
+        let mut out = Vec::with_capacity(idx.len() * self.dim);
+        for &i in idx {
+            out.extend_from_slice(&table[i * self.dim..(i + 1) * self.dim]);
+        }
+        Tensor::<2>::from_data(TensorData::new(out, [idx.len(), self.dim]), device)
+    }
+}
 
 /// Writes checkpoints (and `best.bpk`) on a background thread, one at a
 /// time: hashing and writing ~50 MB per epoch was ~15% of a bag's training
