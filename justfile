@@ -17,6 +17,10 @@ bench-train:
     bash bench/train.sh
 
 # Teacher collection: client overhead (vs Python requests) and concurrency against llama-server.
+# MiniLM-L6 fine-tuning and embedding: distill vs PyTorch (1 and 2 threads) vs onnxruntime.
+bench-pretrained:
+    bash bench/pretrained.sh
+
 bench-teach:
     bash bench/teach.sh
 

@@ -554,9 +554,8 @@ pub fn build(
                 // x / max(||x||, 1e-12)
                 let axes1 = b.g.ints("axes", &[1]);
                 let sq = b.g.node("Mul", &[&pooled, &pooled], &[]);
-                let ss = b
-                    .g
-                    .node("ReduceSum", &[&sq, &axes1], &[Attr::Int("keepdims", 1)]);
+                let ss =
+                    b.g.node("ReduceSum", &[&sq, &axes1], &[Attr::Int("keepdims", 1)]);
                 let n = b.g.node("Sqrt", &[&ss], &[]);
                 let tiny = b.g.scalar_f32("tiny", 1e-12);
                 let n = b.g.node("Max", &[&n, &tiny], &[]);

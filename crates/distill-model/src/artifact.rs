@@ -572,16 +572,21 @@ fn activation(task: Task) -> impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::T
 }
 
 /// Run `forward` (sequences to `[b, classes]` logits) over `seqs` in
-/// batches, map the logits with `head`, and return one row per sequence.
+/// batches, map the logits with `head`, and return one row per sequence, in
+/// order. Batches are formed in length order (ties by position), so a batch
+/// pads its texts to a similar length: an encoder's cost grows with the
+/// padded length, and a batch in input order pads to its longest text.
 fn batched(
     seqs: &[Vec<u32>],
     batch_size: usize,
     forward: impl Fn(&[&[u32]]) -> burn::tensor::Tensor<2>,
     head: impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2>,
 ) -> Vec<Vec<f32>> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(batch_size.max(1)) {
-        let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| (seqs[i].len(), i));
+    let mut out = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
         let logits = forward(&refs);
         let [b, c] = logits.dims();
         let flat: Vec<f32> = head(logits)
@@ -589,7 +594,9 @@ fn batched(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap_or_else(|_| vec![f32::NAN; b * c]);
-        out.extend(flat.chunks(c).map(|r| r.to_vec()));
+        for (row, &i) in flat.chunks(c.max(1)).zip(chunk) {
+            out[i] = row.to_vec();
+        }
     }
     out
 }

@@ -91,6 +91,8 @@ pub struct BertModel {
     pub(crate) normalize: bool,
     #[module(skip)]
     pub(crate) eps: f64,
+    #[module(skip)]
+    pub(crate) head_scale: f32,
 }
 
 impl BertModel {
@@ -145,6 +147,7 @@ impl BertModel {
             cls_pooling: spec.pooling() == Pooling::Cls,
             normalize: spec.normalize.unwrap_or(false),
             eps: a.layer_norm_eps,
+            head_scale: spec.head_scale() as f32,
         }
     }
 
@@ -193,7 +196,12 @@ impl BertModel {
             crate::model::masked_mean(x, mask)
         };
         if self.normalize {
-            let norm = pooled.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+            let norm = pooled
+                .clone()
+                .powf_scalar(2.0)
+                .sum_dim(1)
+                .sqrt()
+                .clamp_min(1e-12);
             pooled / norm
         } else {
             pooled
@@ -201,19 +209,35 @@ impl BertModel {
     }
 
     /// Hidden states after layers `from..`.
-    pub fn layers_from(&self, from: usize, mut x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
+    pub fn layers_from(&self, from: usize, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
+        self.layers_range(from..self.layers(), x, mask)
+    }
+
+    /// Hidden states `[b, s, hidden]` after the embeddings and layers `..upto`.
+    pub fn hidden_upto(&self, upto: usize, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.layers_range(0..upto, self.embed_tokens(ids), mask)
+    }
+
+    fn layers_range(
+        &self,
+        range: std::ops::Range<usize>,
+        mut x: Tensor<3>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, s] = mask.dims();
         // Additive attention bias: 0 on real keys, -1e9 on padding.
         let bias = ((mask - 1.0) * 1e9).reshape([b, 1, 1, s]);
-        for layer in self.encoder.layer.iter().skip(from) {
+        for layer in self.encoder.layer.iter().take(range.end).skip(range.start) {
             x = layer.forward(x, bias.clone());
         }
         x
     }
 
-    /// The head on pooled embeddings `[b, hidden]` → logits.
+    /// The head on pooled embeddings `[b, hidden]` → logits. The pooled
+    /// embedding is scaled by `head_scale` first (see [`PretrainedSpec`]).
     pub fn head(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.out.forward(self.dropout.forward(pooled))
+        self.out
+            .forward(self.dropout.forward(pooled) * f64::from(self.head_scale))
     }
 
     /// Logits `[b, classes]`.
@@ -287,8 +311,8 @@ fn artifact(path: &Path, message: impl Into<String>) -> Error {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let bytes =
-        distill_core::fsutil::read_bounded(path, 4 << 20).map_err(|e| artifact(path, e.to_string()))?;
+    let bytes = distill_core::fsutil::read_bounded(path, 4 << 20)
+        .map_err(|e| artifact(path, e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| artifact(path, format!("not JSON: {e}")))
 }
 
@@ -355,10 +379,7 @@ pub fn resolve(spec: &PretrainedSpec, dir: &Path) -> Result<PretrainedSpec> {
             } else if on("pooling_mode_mean_tokens") {
                 Pooling::Mean
             } else {
-                return Err(artifact(
-                    &pooling,
-                    "only mean or CLS pooling is supported",
-                ));
+                return Err(artifact(&pooling, "only mean or CLS pooling is supported"));
             }
         } else {
             Pooling::Mean
@@ -366,16 +387,18 @@ pub fn resolve(spec: &PretrainedSpec, dir: &Path) -> Result<PretrainedSpec> {
     }
     if spec.normalize.is_none() {
         let modules = dir.join("modules.json");
-        spec.normalize = Some(modules.is_file() && {
-            let m = read_json(&modules)?;
-            m.as_array().is_some_and(|a| {
-                a.iter().any(|x| {
-                    x.get("type")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| t.ends_with(".Normalize"))
+        spec.normalize = Some(
+            modules.is_file() && {
+                let m = read_json(&modules)?;
+                m.as_array().is_some_and(|a| {
+                    a.iter().any(|x| {
+                        x.get("type")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| t.ends_with(".Normalize"))
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     spec.validate_resolved()?;
     Ok(spec)
@@ -415,7 +438,10 @@ pub fn load_checkpoint(mut model: BertModel, dir: &Path) -> Result<BertModel> {
     if !result.errors.is_empty() {
         return Err(artifact(
             &path,
-            format!("tensors that do not fit the architecture in config.json: {:?}", result.errors),
+            format!(
+                "tensors that do not fit the architecture in config.json: {:?}",
+                result.errors
+            ),
         ));
     }
     let missing: Vec<&str> = result

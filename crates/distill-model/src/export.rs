@@ -190,7 +190,12 @@ fn bert(m: &BertModel) -> NetWeights {
         layers,
         post_norm: true,
         norm: None,
-        out: LinearW::of(&m.out),
+        // The head's input scale, folded into its weights.
+        out: {
+            let mut out = LinearW::of(&m.out);
+            out.weight.data.iter_mut().for_each(|w| *w *= m.head_scale);
+            out
+        },
         cls_pooling: m.cls_pooling,
         normalize: m.normalize,
     }

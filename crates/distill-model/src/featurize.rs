@@ -355,10 +355,14 @@ impl SubwordFeaturizer {
         f.tokenizer
             .with_truncation(None)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        f.sep = Some(f.tokenizer.token_to_id("[SEP]").ok_or_else(|| Error::Artifact {
-            path: path.to_path_buf(),
-            message: "the tokenizer has no `[SEP]` token".into(),
-        })?);
+        f.sep = Some(
+            f.tokenizer
+                .token_to_id("[SEP]")
+                .ok_or_else(|| Error::Artifact {
+                    path: path.to_path_buf(),
+                    message: "the tokenizer has no `[SEP]` token".into(),
+                })?,
+        );
         Ok(f)
     }
 
@@ -373,7 +377,9 @@ impl SubwordFeaturizer {
             .map_err(|e| artifact(e.to_string()))?
             .len();
         if size > 64 << 20 {
-            return Err(artifact(format!("{size} bytes; a vocab.txt is at most 64 MiB")));
+            return Err(artifact(format!(
+                "{size} bytes; a vocab.txt is at most 64 MiB"
+            )));
         }
         let model = WordPiece::from_file(&path.to_string_lossy())
             .unk_token("[UNK]".into())
@@ -390,7 +396,8 @@ impl SubwordFeaturizer {
         let json = tokenizer
             .to_string(false)
             .map_err(|e| artifact(e.to_string()))?;
-        let mut f = Self::from_json(json.as_bytes(), max_len).map_err(|e| artifact(e.to_string()))?;
+        let mut f =
+            Self::from_json(json.as_bytes(), max_len).map_err(|e| artifact(e.to_string()))?;
         f.sep = Some(
             f.tokenizer
                 .token_to_id("[SEP]")

@@ -171,6 +171,11 @@ impl ModelSpec {
                 {
                     return bad(format!("pretrained: dropout {d} must be in [0, 1)"));
                 }
+                if let Some(h) = p.head_scale
+                    && !(h > 0.0 && h <= 1e4)
+                {
+                    return bad(format!("pretrained: head-scale {h} must be in (0, 1e4]"));
+                }
                 if let Some(a) = &p.arch {
                     if a.hidden == 0 || a.heads == 0 || a.hidden % a.heads != 0 {
                         return bad(format!(
@@ -179,7 +184,9 @@ impl ModelSpec {
                         ));
                     }
                     if a.layers == 0 || a.intermediate == 0 || a.type_vocab == 0 {
-                        return bad("pretrained: layers, intermediate and type-vocab must be > 0".into());
+                        return bad(
+                            "pretrained: layers, intermediate and type-vocab must be > 0".into(),
+                        );
                     }
                     if p.max_len > a.max_positions {
                         return bad(format!(
@@ -272,6 +279,12 @@ pub struct PretrainedSpec {
     /// Dropout while fine-tuning. Default: the checkpoint's `hidden_dropout_prob`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f64>,
+    /// The head sees the pooled embedding times this. Default: sqrt(hidden)
+    /// when the embedding is normalised (a unit vector would need head
+    /// weights ~20x larger than AdamW's steps reach in a few epochs, as in
+    /// cosine classifiers), else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_scale: Option<f64>,
     /// The architecture, read from `config.json` when a run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<BertArch>,
@@ -297,6 +310,13 @@ impl PretrainedSpec {
     }
     pub fn dropout(&self) -> f64 {
         self.dropout.unwrap_or(0.1)
+    }
+    pub fn head_scale(&self) -> f64 {
+        self.head_scale
+            .unwrap_or_else(|| match (&self.arch, self.normalize) {
+                (Some(a), Some(true)) => (a.hidden as f64).sqrt(),
+                _ => 1.0,
+            })
     }
 }
 

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo")
 }
 
 /// The installed MiniLM-L6 checkpoint (`$MINILM_DIR`, else the install script's path).
@@ -20,7 +23,11 @@ pub fn minilm_dir() -> PathBuf {
         .arg(repo().join("scripts/install-teachers.sh"))
         .output()
         .expect("install-teachers");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
@@ -34,14 +41,21 @@ fn python() -> String {
         .arg(repo().join("scripts/install-onnxruntime.sh"))
         .output()
         .expect("install onnxruntime");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn banking77_texts(n: usize) -> Vec<String> {
     let path = repo().join("../shared/datasets/banking77/test.csv");
     let mut r = csv::Reader::from_path(path).expect("banking77");
-    r.records().take(n).map(|rec| rec.expect("row")[0].to_string()).collect()
+    r.records()
+        .take(n)
+        .map(|rec| rec.expect("row")[0].to_string())
+        .collect()
 }
 
 #[test]
@@ -54,18 +68,25 @@ fn minilm_embeddings_match_numpy_reference() {
         normalize: None,
         dropout: None,
         arch: None,
+        head_scale: None,
     };
     let spec = bert::resolve(&spec, &dir).expect("resolve");
     assert_eq!(spec.pooling, Some(Pooling::Mean));
     assert_eq!(spec.normalize, Some(true));
-    assert_eq!(spec.arch.as_ref().map(|a| (a.layers, a.hidden)), Some((6, 384)));
+    assert_eq!(
+        spec.arch.as_ref().map(|a| (a.layers, a.hidden)),
+        Some((6, 384))
+    );
     let device = burn::prelude::Device::flex();
     let model = bert::load_checkpoint(BertModel::new(&spec, 2, &device), &dir).expect("load");
     let tok = bert::load_tokenizer(&dir, spec.max_len).expect("tokenizer");
     // BERT uncased's well-known ids: [CLS] hello world [SEP].
     assert_eq!(tok.encode("Hello world"), vec![101, 7592, 2088, 102]);
 
-    let rows: usize = std::env::var("PARITY_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let rows: usize = std::env::var("PARITY_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let texts = banking77_texts(rows);
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t)).collect();
     // Padded batches of mixed lengths: masking must not change a sentence.
@@ -75,7 +96,11 @@ fn minilm_embeddings_match_numpy_reference() {
         let b = Batch::new(&refs, &device);
         let e = model.embed(b.ids, b.mask);
         let [n, d] = e.dims();
-        let flat = e.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let flat = e
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
         assert_eq!(flat.len(), n * d);
         embeddings.extend(flat.chunks(d).map(<[f32]>::to_vec));
     }
@@ -95,7 +120,11 @@ fn minilm_embeddings_match_numpy_reference() {
         .arg(&req)
         .output()
         .expect("numpy reference");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let diff = res["max_abs_diff"].as_f64().expect("diff");
     eprintln!("parity over {rows} banking77 texts: max |Δ| = {diff:.2e}");
@@ -112,7 +141,8 @@ fn a_missing_tensor_is_named() {
         std::os::unix::fs::symlink(dir.join(f), tmp.path().join(f)).expect("link");
     }
     let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("cfg")).expect("json");
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("cfg"))
+            .expect("json");
     cfg["num_hidden_layers"] = 7.into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).expect("write");
     let spec = PretrainedSpec {
@@ -122,6 +152,7 @@ fn a_missing_tensor_is_named() {
         normalize: None,
         dropout: None,
         arch: None,
+        head_scale: None,
     };
     let spec = bert::resolve(&spec, tmp.path()).expect("resolve");
     let device = burn::prelude::Device::flex();
@@ -129,10 +160,16 @@ fn a_missing_tensor_is_named() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("encoder.layer.6.attention.self_attn.query.weight"), "{err}");
+    assert!(
+        err.contains("encoder.layer.6.attention.self_attn.query.weight"),
+        "{err}"
+    );
 
     cfg["model_type"] = "gpt2".into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).expect("write");
-    let err = bert::resolve(&spec, tmp.path()).err().expect("refused").to_string();
+    let err = bert::resolve(&spec, tmp.path())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("model_type `gpt2` is not supported"), "{err}");
 }

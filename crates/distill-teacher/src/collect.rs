@@ -121,7 +121,8 @@ pub fn teach(req: TeachRequest) -> Result<TeachOutcome> {
     let exclude: rustc_hash::FxHashSet<String> = match &config.exclude_ids {
         None => Default::default(),
         Some(x) => {
-            let path = resolve(&req.base, x);
+            // `experiments/<name>/latest` names the newest completed run, as in `teacher.run`.
+            let path = distill_core::run_layout::resolve_latest(&resolve(&req.base, x));
             let file = if path.is_dir() {
                 path.join(distill_core::run_layout::VAL_IDS_FILE)
             } else {

@@ -74,23 +74,14 @@ pub fn sentence_embeddings(
         return Ok(hit);
     }
     let start = Instant::now();
-    // Batches of similar length pad little: embed in length order.
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.sort_by_key(|&i| (seqs[i].len(), i));
     let mut out = vec![0f32; seqs.len() * dim];
-    for chunk in order.chunks(batch_size.max(1)) {
-        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-        let b = Batch::new(&refs, device);
-        let e = model.embed(b.ids, b.mask);
-        let flat = e
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Input(format!("embedding: {e:?}")))?;
+    in_length_order(seqs, batch_size, device, |b, chunk| {
+        let flat = to_host(model.embed(b.ids, b.mask))?;
         for (row, &i) in flat.chunks(dim).zip(chunk) {
             out[i * dim..(i + 1) * dim].copy_from_slice(row);
         }
-    }
+        Ok(())
+    })?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "embedded {} texts with the frozen encoder in {secs:.1} s ({:.0}/s); cached in {}",
@@ -102,6 +93,59 @@ pub fn sentence_embeddings(
         eprintln!("warning: could not cache the embeddings: {e}");
     }
     Ok(out)
+}
+
+/// Hidden states after the embeddings and the lowest `upto` layers of a
+/// frozen encoder, one `[len, hidden]` row-major block per sequence (kept in
+/// memory for one run: they are too large to be worth a disk cache).
+pub fn hidden_states(
+    model: &BertModel,
+    upto: usize,
+    seqs: &[Vec<u32>],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let dim = model.hidden();
+    let start = Instant::now();
+    let mut out = vec![Vec::new(); seqs.len()];
+    in_length_order(seqs, batch_size, device, |b, chunk| {
+        let [_, s] = b.ids.dims();
+        let flat = to_host(model.hidden_upto(upto, b.ids, b.mask))?;
+        for (block, &i) in flat.chunks(s * dim).zip(chunk) {
+            out[i] = block[..seqs[i].len() * dim].to_vec();
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "ran the {upto} frozen layers over {} texts once in {:.1} s",
+        seqs.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// Call `f` on padded batches of `seqs` in length order (batches of similar
+/// length pad little), with the sequences' indices.
+fn in_length_order(
+    seqs: &[Vec<u32>],
+    batch_size: usize,
+    device: &Device,
+    mut f: impl FnMut(Batch, &[usize]) -> Result<()>,
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| (seqs[i].len(), i));
+    for chunk in order.chunks(batch_size.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+        f(Batch::new(&refs, device), chunk)?;
+    }
+    Ok(())
+}
+
+fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Input(format!("embedding: {e:?}")))
 }
 
 fn read(path: &std::path::Path, rows: usize, dim: usize) -> Option<Vec<f32>> {
@@ -128,7 +172,8 @@ fn read(path: &std::path::Path, rows: usize, dim: usize) -> Option<Vec<f32>> {
 
 fn write(path: &std::path::Path, data: &[f32], rows: usize, dim: usize) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Input(format!("{}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Input(format!("{}: {e}", parent.display())))?;
     }
     let mut body = Vec::with_capacity(24 + data.len() * 4 + 32);
     body.extend_from_slice(MAGIC);

@@ -323,9 +323,12 @@ fn build_featurizer(spec: &ModelSpec, train: &[Row]) -> Result<Featurizer> {
                 Featurizer::Subword(Box::new(SubwordFeaturizer::train(e, &texts)?))
             }
         },
-        ModelSpec::Pretrained(p) => Featurizer::Subword(Box::new(
-            distill_model::bert::load_tokenizer(&distill_model::bert::checkpoint_dir(p)?, p.max_len)?,
-        )),
+        ModelSpec::Pretrained(p) => {
+            Featurizer::Subword(Box::new(distill_model::bert::load_tokenizer(
+                &distill_model::bert::checkpoint_dir(p)?,
+                p.max_len,
+            )?))
+        }
     })
 }
 
@@ -463,13 +466,13 @@ fn run_loop(
 
     let ad = device.clone().autodiff();
     ad.seed(seeds.init);
-    let mut model = match (Student::new(&config.model, vocab, classes, &ad), &config.model) {
-        (Student::Pretrained(bert), ModelSpec::Pretrained(p)) => {
-            Student::Pretrained(distill_model::bert::load_checkpoint(
-                bert,
-                &distill_model::bert::checkpoint_dir(p)?,
-            )?)
-        }
+    let mut model = match (
+        Student::new(&config.model, vocab, classes, &ad),
+        &config.model,
+    ) {
+        (Student::Pretrained(bert), ModelSpec::Pretrained(p)) => Student::Pretrained(
+            distill_model::bert::load_checkpoint(bert, &distill_model::bert::checkpoint_dir(p)?)?,
+        ),
         (m, _) => m,
     };
     let params = model.num_params();
@@ -527,19 +530,34 @@ fn run_loop(
         }
         m => m,
     };
-    // Fast mode: a frozen encoder's sentence embeddings, computed once.
+    // What the frozen bottom of a pretrained encoder computes, once: the
+    // sentence embeddings when it is frozen whole (the fast mode, cached on
+    // disk), else the hidden states after the frozen layers.
     let frozen = match (&model, &config.model) {
-        (Student::Pretrained(bert), ModelSpec::Pretrained(p))
-            if t.freeze_layers >= bert.layers() =>
-        {
+        (Student::Pretrained(bert), ModelSpec::Pretrained(p)) if t.freeze_layers > 0 => {
             let eval = bert.valid();
-            let embed = |seqs: &[Vec<u32>]| -> Result<Vec<f32>> {
-                crate::embcache::sentence_embeddings(&eval, p, seqs, t.eval_batch_size, device)
+            let upto = t.freeze_layers.min(bert.layers());
+            let dim = eval.hidden();
+            let run = |seqs: &[Vec<u32>]| -> Result<Vec<Vec<f32>>> {
+                if upto == eval.layers() {
+                    let flat = crate::embcache::sentence_embeddings(
+                        &eval,
+                        p,
+                        seqs,
+                        t.eval_batch_size,
+                        device,
+                    )?;
+                    Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
+                } else {
+                    crate::embcache::hidden_states(&eval, upto, seqs, t.eval_batch_size, device)
+                }
             };
             Some(Frozen {
-                dim: eval.hidden(),
-                train: embed(&train_seqs)?,
-                val: embed(&val_seqs)?,
+                upto,
+                pooled: upto == eval.layers(),
+                dim,
+                train: run(&train_seqs)?,
+                val: run(&val_seqs)?,
             })
         }
         _ => None,
@@ -621,7 +639,7 @@ fn run_loop(
                     (bag.head(pooled.clone()), Some(pooled))
                 }
                 (_, Student::Pretrained(bert), Some(f)) => {
-                    (bert.head(f.rows(&f.train, idx, &ad)), None)
+                    (f.logits(bert, &f.train, idx, &ad), None)
                 }
                 _ => (model.forward(&Batch::new(&seqs, &ad)), None),
             };
@@ -698,10 +716,9 @@ fn run_loop(
             ),
             (_, Student::Pretrained(bert), Some(f)) => {
                 let all: Vec<usize> = (0..val_seqs.len()).collect();
-                artifact::probs_of(
-                    bert.head(f.rows(&f.val, &all, device)),
-                    task,
-                )
+                all.chunks(t.eval_batch_size.max(1))
+                    .flat_map(|idx| artifact::probs_of(f.logits(bert, &f.val, idx, device), task))
+                    .collect()
             }
             _ => predict_proba(&eval_model, &val_seqs, task, t.eval_batch_size, device),
         };
@@ -780,21 +797,55 @@ fn run_loop(
 
 const SPARSE_FILE: &str = "sparse-adam.bin";
 
-/// A frozen encoder's sentence embeddings (`[rows, dim]`, row-major).
+/// What the frozen bottom of a pretrained encoder computed for each text:
+/// its sentence embedding (`pooled`: the whole encoder is frozen), or its
+/// hidden states `[len, dim]` after the lowest `upto` layers. Frozen layers
+/// run without dropout, so computing them once is exact.
 struct Frozen {
+    upto: usize,
+    pooled: bool,
     dim: usize,
-    train: Vec<f32>,
-    val: Vec<f32>,
+    train: Vec<Vec<f32>>,
+    val: Vec<Vec<f32>>,
 }
 
 impl Frozen {
-    /// Rows `idx` of `table` as a `[idx.len(), dim]` tensor.
-    fn rows(&self, table: &[f32], idx: &[usize], device: &Device) -> Tensor<2> {
-        let mut out = Vec::with_capacity(idx.len() * self.dim);
-        for &i in idx {
-            out.extend_from_slice(&table[i * self.dim..(i + 1) * self.dim]);
+    /// Logits of texts `idx` of `rows`: the trainable top layers (padded
+    /// batch), pooling and the head.
+    fn logits(
+        &self,
+        bert: &distill_model::bert::BertModel,
+        rows: &[Vec<f32>],
+        idx: &[usize],
+        device: &Device,
+    ) -> Tensor<2> {
+        let d = self.dim;
+        if self.pooled {
+            let mut out = Vec::with_capacity(idx.len() * d);
+            for &i in idx {
+                out.extend_from_slice(&rows[i]);
+            }
+            return bert.head(Tensor::<2>::from_data(
+                TensorData::new(out, [idx.len(), d]),
+                device,
+            ));
         }
-        Tensor::<2>::from_data(TensorData::new(out, [idx.len(), self.dim]), device)
+        let len = idx
+            .iter()
+            .map(|&i| rows[i].len() / d)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut x = vec![0f32; idx.len() * len * d];
+        let mut mask = vec![0f32; idx.len() * len];
+        for (r, &i) in idx.iter().enumerate() {
+            let n = rows[i].len() / d;
+            x[r * len * d..r * len * d + n * d].copy_from_slice(&rows[i]);
+            mask[r * len..r * len + n].iter_mut().for_each(|m| *m = 1.0);
+        }
+        let x = Tensor::<3>::from_data(TensorData::new(x, [idx.len(), len, d]), device);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [idx.len(), len]), device);
+        bert.head(bert.embed_from(self.upto, x, mask))
     }
 }
 

@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod eval;
 mod export;
+mod pretrained;
 mod serve;
 mod serve_loop;
 mod snapshots;
