@@ -86,6 +86,8 @@ pub struct LayerW {
 }
 
 /// Every weight of a student, by role.
+// Built once per export; the size of the enum itself does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum NetWeights {
     Bag {

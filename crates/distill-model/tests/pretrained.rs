@@ -7,47 +7,8 @@
 use distill_model::bert::{self, BertModel};
 use distill_model::model::Batch;
 use distill_model::spec::{Pooling, PretrainedSpec};
-use std::path::{Path, PathBuf};
+use distill_testkit::install::{minilm_dir, onnx_python as python, repo};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo")
-}
-
-/// The installed MiniLM-L6 checkpoint (`$MINILM_DIR`, else the install script's path).
-pub fn minilm_dir() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install-teachers.sh"))
-        .output()
-        .expect("install-teachers");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MINILM_DIR="))
-        .expect("install-teachers prints MINILM_DIR");
-    PathBuf::from(line)
-}
-
-fn python() -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install-onnxruntime.sh"))
-        .output()
-        .expect("install onnxruntime");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn banking77_texts(n: usize) -> Vec<String> {
     let path = repo().join("../shared/datasets/banking77/test.csv");
@@ -157,8 +118,7 @@ fn a_missing_tensor_is_named() {
     let spec = bert::resolve(&spec, tmp.path()).expect("resolve");
     let device = burn::prelude::Device::flex();
     let err = bert::load_checkpoint(BertModel::new(&spec, 2, &device), tmp.path())
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         err.contains("encoder.layer.6.attention.self_attn.query.weight"),
@@ -168,8 +128,7 @@ fn a_missing_tensor_is_named() {
     cfg["model_type"] = "gpt2".into();
     std::fs::write(tmp.path().join("config.json"), cfg.to_string()).expect("write");
     let err = bert::resolve(&spec, tmp.path())
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(err.contains("model_type `gpt2` is not supported"), "{err}");
 }

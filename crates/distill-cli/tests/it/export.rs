@@ -13,16 +13,7 @@ fn s(p: &Path) -> String {
 
 /// The onnxruntime venv's python (installed on first use, cached outside the clone).
 fn python() -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/install-onnxruntime.sh"))
-        .output()
-        .expect("install onnxruntime");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    distill_testkit::install::onnx_python()
 }
 
 fn parity(py: &str, bundle: &Path) -> Value {

@@ -15,23 +15,6 @@ fn s(p: &Path) -> String {
     p.to_str().expect("utf8").to_string()
 }
 
-fn script_line(script: &str, prefix: &str) -> String {
-    let out = Command::new("bash")
-        .arg(repo().join(script))
-        .output()
-        .expect("install script");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
-        .unwrap_or_else(|| stdout.lines().last().unwrap_or_default().to_string())
-}
-
 fn run_json(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).expect("run.json")).expect("json")
 }
@@ -94,8 +77,8 @@ fn exp_config(dir: &Path, minilm: &str, freeze: usize) -> PathBuf {
 
 #[test]
 fn minilm_trains_resumes_exports_and_teaches() {
-    let minilm = script_line("scripts/install-teachers.sh", "MINILM_DIR=");
-    let py = script_line("scripts/install-onnxruntime.sh", "");
+    let minilm = s(&distill_testkit::install::minilm_dir());
+    let py = distill_testkit::install::onnx_python();
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = tmp.path().join("cache");
     small_banking77(tmp.path());
