@@ -234,6 +234,7 @@ def main():
         stdout, _, rss = timed(
             [bin_, "train", "configs/recipe/minilm-teacher.toml", "--experiments", exp,
              "--set", "train.epochs=0", "--set", f"train.max-steps={STEPS}",
+             "--set", "train.freeze-layers=0",
              "--set", "train.checkpoint-seconds=100000"],
             env={"RAYON_NUM_THREADS": str(threads)},
         )
