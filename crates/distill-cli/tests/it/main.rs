@@ -530,7 +530,7 @@ fn configs_reject_unknown_keys_and_take_overrides() {
     );
 
     // Every shipped config resolves and validates.
-    for dir in ["configs/data", "configs/curate"] {
+    for dir in ["configs/data", "configs/curate", "configs/recipe"] {
         for entry in std::fs::read_dir(repo().join(dir)).expect("configs") {
             let path = entry.expect("entry").path();
             ok(&["config", "show", path.to_str().expect("utf8")]);
