@@ -452,9 +452,8 @@ pub fn resolve(spec: &PretrainedSpec, dir: &Path) -> Result<PretrainedSpec> {
 
 impl PretrainedSpec {
     fn validate_resolved(&self) -> Result<()> {
-        crate::spec::ModelSpec::Pretrained(self.clone())
-            .validate()
-            .and_then(|_| crate::spec::ModelSpec::Pretrained(self.clone()).validate_bounds())
+        let spec = crate::spec::ModelSpec::Pretrained(self.clone());
+        spec.validate().and_then(|_| spec.validate_bounds())
     }
 }
 

@@ -30,13 +30,20 @@ pub fn cache_dir() -> PathBuf {
         .join(".cache/distill/embeddings")
 }
 
+/// The sha256 of the checkpoint's weights: part of every cache key (hash
+/// it once per run, not once per split).
+pub fn weights_digest(spec: &PretrainedSpec) -> Result<String> {
+    Ok(distill_core::hash::sha256_file(
+        &checkpoint_dir(spec)?.join(SAFETENSORS),
+    )?)
+}
+
 /// The cache key: the checkpoint's weights, what shapes the embedding, and
 /// every id sequence.
-fn key(spec: &PretrainedSpec, seqs: &[Vec<u32>]) -> Result<String> {
-    let weights = checkpoint_dir(spec)?.join(SAFETENSORS);
+fn key(spec: &PretrainedSpec, weights_sha: &str, seqs: &[Vec<u32>]) -> String {
     let mut buf = Vec::with_capacity(256 + seqs.iter().map(|s| 4 * s.len() + 8).sum::<usize>());
     buf.extend_from_slice(b"distill-embeddings-v1\n");
-    buf.extend_from_slice(distill_core::hash::sha256_file(&weights)?.as_bytes());
+    buf.extend_from_slice(weights_sha.as_bytes());
     let shape = serde_json::json!({
         "arch": spec.arch, "pooling": spec.pooling(), "normalize": spec.normalize,
     });
@@ -47,14 +54,16 @@ fn key(spec: &PretrainedSpec, seqs: &[Vec<u32>]) -> Result<String> {
             buf.extend_from_slice(&id.to_le_bytes());
         }
     }
-    Ok(distill_core::hash::sha256_hex(&buf))
+    distill_core::hash::sha256_hex(&buf)
 }
 
 /// Sentence embeddings `[seqs.len(), hidden]` (row-major) of a frozen
-/// encoder in eval mode, from the cache when it has them.
+/// encoder in eval mode, from the cache when it has them. `weights_sha`:
+/// [`weights_digest`].
 pub fn sentence_embeddings(
     model: &BertModel,
     spec: &PretrainedSpec,
+    weights_sha: &str,
     seqs: &[Vec<u32>],
     batch_size: usize,
     device: &Device,
@@ -63,7 +72,7 @@ pub fn sentence_embeddings(
     if seqs.is_empty() {
         return Ok(Vec::new());
     }
-    let key = key(spec, seqs)?;
+    let key = key(spec, weights_sha, seqs);
     let path = cache_dir().join(&key[..2]).join(format!("{key}.f32"));
     if let Some(hit) = read(&path, seqs.len(), dim) {
         eprintln!(

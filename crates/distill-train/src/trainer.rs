@@ -538,11 +538,17 @@ fn run_loop(
             let eval = bert.valid();
             let upto = t.freeze_layers.min(bert.layers());
             let dim = eval.hidden();
+            let weights_sha = if upto == eval.layers() {
+                crate::embcache::weights_digest(p)?
+            } else {
+                String::new()
+            };
             let run = |seqs: &[Vec<u32>]| -> Result<Vec<Vec<f32>>> {
                 if upto == eval.layers() {
                     let flat = crate::embcache::sentence_embeddings(
                         &eval,
                         p,
+                        &weights_sha,
                         seqs,
                         t.eval_batch_size,
                         device,

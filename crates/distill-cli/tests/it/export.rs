@@ -16,7 +16,7 @@ fn python() -> String {
     distill_testkit::install::onnx_python()
 }
 
-fn parity(py: &str, bundle: &Path) -> Value {
+pub(super) fn parity(py: &str, bundle: &Path) -> Value {
     let out = Command::new(py)
         .arg(repo().join("scripts/onnx_parity.py"))
         .arg(bundle)

@@ -184,18 +184,7 @@ fn minilm_trains_resumes_exports_and_teaches() {
             "--verify-rows",
             "24",
         ]));
-        let out = Command::new(&py)
-            .arg(repo().join("scripts/onnx_parity.py"))
-            .arg(&bundle)
-            .output()
-            .expect("parity");
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let p = super::export::parity(&py, &bundle);
         assert_eq!(p["rows"], 24);
         if q == "none" {
             assert!(p["max_abs_diff"].as_f64().expect("diff") <= 1e-4, "{p}");
