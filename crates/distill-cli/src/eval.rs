@@ -24,11 +24,33 @@ pub struct EvalArgs {
     /// text (a summary) or json (the full reports).
     #[arg(long, default_value = "text")]
     format: String,
+    /// Extraction runs: the example accuracy (every span and the intent
+    /// right) the escalation threshold is certified for on handled traffic.
+    #[arg(long, default_value_t = 0.95)]
+    target: f64,
+    /// Extraction runs: the risk that the certificate is wrong.
+    #[arg(long, default_value_t = 0.05)]
+    delta: f64,
 }
 
 pub fn run(args: EvalArgs) -> CmdResult {
     if !["text", "json"].contains(&args.format.as_str()) {
         return Err(anyhow::anyhow!("--format {}: expected text or json", args.format).into());
+    }
+    let run = distill_train::run::resolve_latest(&args.run);
+    if crate::extract::is_tagger(&run) {
+        if !args.suites.is_empty() {
+            return Err(anyhow::anyhow!(
+                "--suite: a tagger run is evaluated on its own val and test rows (suites for extraction are not built yet)"
+            )
+            .into());
+        }
+        return Ok(crate::extract::eval(
+            &run,
+            args.target,
+            args.delta,
+            &args.format,
+        )?);
     }
     let mut suites: Vec<(Suite, PathBuf)> = Vec::new();
     for path in &args.suites {

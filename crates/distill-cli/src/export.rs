@@ -14,9 +14,10 @@ use std::path::PathBuf;
 pub struct ExportArgs {
     /// A finished run directory.
     run: PathBuf,
-    /// onnx (for onnxruntime and other runtimes) or burn (for `distill predict`).
-    #[arg(long, default_value = "onnx")]
-    format: Format,
+    /// onnx (for onnxruntime and other runtimes) or burn (for `distill
+    /// predict`). Default: onnx, or burn for a tagger (its only format).
+    #[arg(long)]
+    format: Option<Format>,
     /// Weight precision: none (f32), f16 or int8.
     #[arg(long, default_value = "none")]
     quantize: Quantize,
@@ -47,9 +48,24 @@ pub fn parse_budget(s: &str) -> Result<u64, String> {
 }
 
 pub fn run_export(args: ExportArgs) -> CmdResult {
+    let run = distill_train::run::resolve_latest(&args.run);
+    if crate::extract::is_tagger(&run) {
+        if args.prune_rows.is_some() || args.max_bytes.is_some() || args.verify_rows > 0 {
+            return Err(anyhow::anyhow!(
+                "--prune-rows, --max-bytes and --verify-rows apply to bag and encoder bundles, not to a tagger"
+            )
+            .into());
+        }
+        return Ok(crate::extract::export(
+            &run,
+            args.format.unwrap_or(Format::Burn),
+            args.quantize,
+            args.out,
+        )?);
+    }
     let (out, m) = export(&ExportRequest {
         run: distill_train::run::resolve_latest(&args.run),
-        format: args.format,
+        format: args.format.unwrap_or(Format::Onnx),
         quantize: args.quantize,
         out: args.out,
         verify_rows: args.verify_rows,
@@ -294,6 +310,9 @@ fn answer(
 
 pub fn run_predict(args: PredictArgs) -> CmdResult {
     let bundle = distill_train::run::resolve_latest(&args.bundle);
+    if crate::extract::is_tagger(&bundle) {
+        return Ok(predict_tagger(&args, &bundle)?);
+    }
     let predictor = BundlePredictor::load(&bundle, args.device)?
         .with_threshold(args.threshold)
         .with_top_k(args.top_k)
@@ -363,6 +382,90 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
             .unwrap_or_else(|| ", no threshold in the bundle".into()),
         if tally.truncated > 0 {
             format!("; {} truncated to the model's max length", tally.truncated)
+        } else {
+            String::new()
+        },
+        if tally.rejected > 0 {
+            format!("; {} stdin lines rejected", tally.rejected)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `distill predict` with a tagger: one answer line per input, written as
+/// soon as it is computed.
+fn predict_tagger(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let predictor = crate::extract::TaggerPredictor::load(dir, args.threshold)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    let write = |input: &Input, out: &mut dyn Write, tally: &mut Tally| -> anyhow::Result<()> {
+        let (mut line, x) = predictor.answer(&input.text);
+        if let Some(id) = &input.id {
+            line["id"] = id.clone();
+        }
+        tally.inputs += 1;
+        tally.escalated += usize::from(line["escalate"] == json!(true));
+        tally.truncated += usize::from(x.truncated);
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    };
+    let from_stdin = args.texts.is_empty() || args.texts == ["-"];
+    if !from_stdin {
+        let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+        if let Some(n) = args.timing {
+            eprintln!("timing {}", predictor.timing(&texts, n));
+        }
+        for t in &args.texts {
+            write(
+                &Input {
+                    id: None,
+                    text: t.clone(),
+                },
+                &mut out,
+                &mut tally,
+            )?;
+        }
+    } else if let Some(n) = args.timing {
+        let mut all = Vec::new();
+        tally.rejected += stdin_inputs(args.max_line_bytes, |input, _| {
+            all.extend(input);
+            Ok(())
+        })?;
+        let texts: Vec<&str> = all.iter().map(|i| i.text.as_str()).collect();
+        eprintln!("timing {}", predictor.timing(&texts, n));
+        for input in &all {
+            write(input, &mut out, &mut tally)?;
+        }
+    } else {
+        let mut answered = Tally::default();
+        let rejected = stdin_inputs(args.max_line_bytes, |input, waiting| {
+            if let Some(input) = input {
+                write(&input, &mut out, &mut answered)?;
+            }
+            if !waiting {
+                out.flush()?;
+            }
+            Ok(())
+        })?;
+        tally = Tally {
+            rejected,
+            ..answered
+        };
+    }
+    out.flush()?;
+    eprintln!(
+        "extracted from {} inputs ({} escalated{}){}{}",
+        tally.inputs,
+        tally.escalated,
+        predictor
+            .threshold
+            .map(|t| format!(" below {t:.4}"))
+            .unwrap_or_else(|| ", no threshold in the bundle".into()),
+        if tally.truncated > 0 {
+            format!("; {} truncated to the tagger's max-tokens", tally.truncated)
         } else {
             String::new()
         },

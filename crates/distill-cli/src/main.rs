@@ -9,6 +9,7 @@ mod data;
 mod demo;
 mod eval;
 mod export;
+mod extract;
 mod out;
 mod serve;
 mod teach;

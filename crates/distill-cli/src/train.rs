@@ -90,6 +90,32 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
     })
     .context("training failed")?;
     let m = &outcome.info.metrics;
+    if outcome.info.model_kind == "tagger" {
+        let get = |k: &str| {
+            m.get(k)
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        eprintln!(
+            "done: {} steps, best epoch {}, val span F1 {} exact {}, test span F1 {} exact {} intent acc {}, {} rows stored, {} bytes, {:.1} s training",
+            outcome.info.steps,
+            outcome
+                .info
+                .best_epoch
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            get("val_span_f1"),
+            get("val_exact_match"),
+            get("test_span_f1"),
+            get("test_exact_match"),
+            get("test_intent_accuracy"),
+            outcome.info.params,
+            outcome.info.model_bytes,
+            outcome.info.train_seconds,
+        );
+        crate::out::println(outcome.run_dir.display())?;
+        return Ok(());
+    }
     let get = |k: &str| {
         m.get(k)
             .map(|v| format!("{v:.4}"))

@@ -24,6 +24,7 @@ pub mod lock;
 pub mod names;
 pub mod progress;
 pub mod run_layout;
+pub mod spans;
 pub mod table;
 pub mod teacher_log;
 pub mod text;

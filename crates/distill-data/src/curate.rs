@@ -526,21 +526,46 @@ fn run_step(
             whitespace,
             lowercase,
         } => {
-            let changed: usize = rows
+            // Spans move with the text; a row whose spans cannot keep
+            // correct offsets is removed with the reason (never shifted).
+            let results: Vec<(bool, Option<String>)> = rows
                 .par_iter_mut()
-                .map(|r| {
-                    let n = normalize(&r.text, *nfkc, *whitespace, *lowercase);
-                    let changed = n != r.text;
-                    r.text = n;
-                    usize::from(changed)
+                .map(|r| match &r.spans {
+                    Some(spans) if !spans.is_empty() => {
+                        match distill_core::text::normalize::normalize_spans(
+                            &r.text,
+                            spans,
+                            *nfkc,
+                            *whitespace,
+                            *lowercase,
+                        ) {
+                            Ok((n, mapped)) => {
+                                let changed = n != r.text;
+                                r.text = n;
+                                r.spans = Some(mapped);
+                                (changed, None)
+                            }
+                            Err(reason) => (false, Some(reason)),
+                        }
+                    }
+                    _ => {
+                        let n = normalize(&r.text, *nfkc, *whitespace, *lowercase);
+                        let changed = n != r.text;
+                        r.text = n;
+                        (changed, None)
+                    }
                 })
-                .sum();
+                .collect();
+            let changed = results.iter().filter(|r| r.0).count();
             let verdicts: Vec<_> = rows
                 .iter()
-                .map(|r| {
-                    r.text
+                .zip(results)
+                .map(|(r, (_, failed))| match failed {
+                    Some(reason) => Some((format!("spans: {reason}"), None)),
+                    None => r
+                        .text
                         .is_empty()
-                        .then(|| ("empty after normalisation".to_string(), None))
+                        .then(|| ("empty after normalisation".to_string(), None)),
                 })
                 .collect();
             take_rows(rows, &verdicts, name, removed);
@@ -581,16 +606,43 @@ fn run_step(
             json!({})
         }
         Step::RedactPii { kinds } => {
-            let counts: Vec<BTreeMap<PiiKind, u64>> = rows
+            let results: Vec<(BTreeMap<PiiKind, u64>, Option<String>)> = rows
                 .par_iter_mut()
-                .map(|r| {
-                    let (text, counts) = redact(&r.text, kinds);
-                    if !counts.is_empty() {
-                        r.text = text;
+                .map(|r| match &r.spans {
+                    Some(spans) if !spans.is_empty() => {
+                        match distill_core::text::pii::redact_spans(&r.text, kinds, spans) {
+                            Ok((text, counts, mapped)) => {
+                                if !counts.is_empty() {
+                                    r.text = text;
+                                    r.spans = Some(mapped);
+                                }
+                                (counts, None)
+                            }
+                            // The row leaves, redacted: removed.jsonl keeps no PII.
+                            Err(reason) => {
+                                let (text, counts) = redact(&r.text, kinds);
+                                r.text = text;
+                                (counts, Some(reason))
+                            }
+                        }
                     }
-                    counts
+                    _ => {
+                        let (text, counts) = redact(&r.text, kinds);
+                        if !counts.is_empty() {
+                            r.text = text;
+                        }
+                        (counts, None)
+                    }
                 })
                 .collect();
+            // A span overlapping PII: the row leaves (the PII must not stay,
+            // and a shifted span would be wrong).
+            let verdicts: Vec<_> = results
+                .iter()
+                .map(|(_, failed)| failed.as_ref().map(|r| (format!("spans: {r}"), None)))
+                .collect();
+            let counts: Vec<BTreeMap<PiiKind, u64>> = results.into_iter().map(|r| r.0).collect();
+            take_rows(rows, &verdicts, name, removed);
             let mut totals: BTreeMap<String, u64> =
                 kinds.iter().map(|k| (k.as_str().to_string(), 0)).collect();
             let mut rows_changed = 0u64;

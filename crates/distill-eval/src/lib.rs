@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod compare;
 pub mod error;
 pub mod eval;
+pub mod extract;
 pub mod plots;
 pub mod report;
 pub mod select;

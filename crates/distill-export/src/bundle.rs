@@ -117,6 +117,11 @@ fn featurizer_doc(spec: &ModelSpec) -> Value {
             "max_len": p.max_len,
             "note": "the pretrained checkpoint's HuggingFace tokenizer; [CLS] text [SEP], [PAD] = 0, truncated to max_len ids ([SEP] kept); token type 0"
         }),
+        ModelSpec::Tagger(t) => json!({
+            "kind": "tagger-features",
+            "buckets": t.buckets,
+            "note": "see distill_model::tagger::features"
+        }),
     }
 }
 
@@ -269,7 +274,7 @@ fn build(
     match &mut bundle_meta.spec {
         ModelSpec::Encoder(e) => e.tokenizer.path = None,
         ModelSpec::Pretrained(p) => p.path = None,
-        ModelSpec::Bag(_) => {}
+        ModelSpec::Bag(_) | ModelSpec::Tagger(_) => {}
     }
     write_json_atomic(&tmp.join(META_FILE), &bundle_meta)?;
 

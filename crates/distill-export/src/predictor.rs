@@ -194,6 +194,7 @@ impl BundlePredictor {
             ModelSpec::Bag(b) => b.max_features,
             ModelSpec::Encoder(e) => e.max_len,
             ModelSpec::Pretrained(p) => p.max_len,
+            ModelSpec::Tagger(t) => t.max_tokens,
         }
     }
 

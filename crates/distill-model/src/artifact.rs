@@ -151,6 +151,11 @@ impl ModelMeta {
                 Some(a) => Some(a.vocab_size),
                 None => return Err(bad("a pretrained spec without `arch`".into())),
             },
+            (ModelSpec::Tagger(_), None) => {
+                return Err(bad(
+                    "a tagger is stored as tagger.json + tagger.bin, not model.json".into(),
+                ));
+            }
             (_, Some(_)) => {
                 return Err(bad("only a bag can be pruned".into()));
             }
@@ -340,6 +345,11 @@ pub fn featurizer_for(spec: &ModelSpec, dir: &Path) -> Result<Featurizer> {
         ModelSpec::Pretrained(p) => Featurizer::Subword(Box::new(
             SubwordFeaturizer::load_pretrained(&dir.join(TOKENIZER_FILE), p.max_len)?,
         )),
+        ModelSpec::Tagger(_) => {
+            return Err(Error::Spec(
+                "a tagger has its own features (distill_model::tagger)".into(),
+            ));
+        }
     })
 }
 

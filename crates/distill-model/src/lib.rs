@@ -19,6 +19,7 @@ pub mod featurize;
 pub mod model;
 pub mod prune;
 pub mod spec;
+pub mod tagger;
 
 pub use error::{Error, Result};
 

@@ -54,6 +54,11 @@ impl Student {
             ModelSpec::Pretrained(s) => {
                 Student::Pretrained(crate::bert::BertModel::new(s, classes, device))
             }
+            // Training and loading dispatch taggers before a Student is built
+            // (`ModelMeta::validate` refuses a tagger spec).
+            ModelSpec::Tagger(_) => {
+                unreachable!("a tagger is built by distill_model::tagger, never as a Student")
+            }
         }
     }
 

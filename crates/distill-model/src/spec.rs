@@ -13,6 +13,9 @@ pub enum ModelSpec {
     Encoder(EncoderSpec),
     /// A pretrained BERT-family encoder (Hugging Face files) with a head.
     Pretrained(PretrainedSpec),
+    /// Extraction: a BIO tagger on hashed per-token features with a
+    /// constrained linear-chain CRF (`task = "extract"`, or joint intent + slots).
+    Tagger(crate::tagger::TaggerSpec),
 }
 
 /// Upper bounds on every size a spec may declare. Generous for real students,
@@ -77,6 +80,7 @@ impl ModelSpec {
                     over("pretrained vocab", a.vocab_size, MAX_VOCAB)?;
                 }
             }
+            ModelSpec::Tagger(t) => t.validate()?,
         }
         Ok(())
     }
@@ -113,6 +117,7 @@ impl ModelSpec {
                 .saturating_add(m(a.layers, per_layer))
                 .saturating_add(m(d, classes))
             }
+            ModelSpec::Tagger(t) => m(t.buckets, t.dim).saturating_add(m(t.dim, classes)),
         }
     }
 
@@ -121,6 +126,7 @@ impl ModelSpec {
             ModelSpec::Bag(_) => "bag",
             ModelSpec::Encoder(_) => "encoder",
             ModelSpec::Pretrained(_) => "pretrained",
+            ModelSpec::Tagger(_) => "tagger",
         }
     }
 
@@ -202,6 +208,7 @@ impl ModelSpec {
                     }
                 }
             }
+            ModelSpec::Tagger(t) => t.validate()?,
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod run;
 pub mod schedule;
 pub mod sparse;
+pub mod tagger;
 pub mod trainer;
 
 pub use error::{Error, Result};

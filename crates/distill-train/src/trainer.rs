@@ -52,6 +52,9 @@ pub struct TrainOutcome {
 /// Train (or resume) a run. The run directory exists from the first
 /// checkpoint on; a failure after that marks `run.json` failed.
 pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
+    if matches!(req.config.model, ModelSpec::Tagger(_)) {
+        return crate::tagger::train(req);
+    }
     let mut config = req.config;
     config.validate().map_err(Error::Input)?;
     // A run being resumed is locked before anything is read, so a second
@@ -323,6 +326,11 @@ fn build_featurizer(spec: &ModelSpec, train: &[Row]) -> Result<Featurizer> {
                 Featurizer::Subword(Box::new(SubwordFeaturizer::train(e, &texts)?))
             }
         },
+        ModelSpec::Tagger(_) => {
+            return Err(Error::Input(
+                "a tagger trains through distill_train::tagger".into(),
+            ));
+        }
         ModelSpec::Pretrained(p) => {
             Featurizer::Subword(Box::new(distill_model::bert::load_tokenizer(
                 &distill_model::bert::checkpoint_dir(p)?,
@@ -433,6 +441,7 @@ fn estimate_bytes(spec: &ModelSpec, params: usize, batch: usize, seq: usize) -> 
             let per_layer = seq * (a.hidden * 12 + a.intermediate * 3) + a.heads * seq * seq * 3;
             (per_layer * a.layers + seq * a.hidden * 4) as u64
         }),
+        ModelSpec::Tagger(_) => 0,
     };
     state + per_row * batch as u64 * 4 * 2
 }

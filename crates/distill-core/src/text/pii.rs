@@ -1,6 +1,7 @@
 //! PII redaction: emails, phone numbers, payment card numbers (Luhn-checked)
 //! and IBANs (mod-97-checked) become typed placeholders.
 
+use crate::types::Span;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,6 +69,21 @@ impl PiiKind {
 /// card number is never half-eaten by the phone pattern). Returns the new
 /// text and counts per kind.
 pub fn redact(text: &str, kinds: &[PiiKind]) -> (String, BTreeMap<PiiKind, u64>) {
+    match redact_spans(text, kinds, &[]) {
+        Ok((t, c, _)) => (t, c),
+        Err(_) => unreachable!("no span can overlap a redaction when there are none"),
+    }
+}
+
+/// [`redact`] that carries character spans along: spans after a redaction
+/// shift by the placeholder's length difference. A span overlapping a
+/// redacted stretch cannot keep its text; the reason is returned.
+pub fn redact_spans(
+    text: &str,
+    kinds: &[PiiKind],
+    spans: &[Span],
+) -> Result<(String, BTreeMap<PiiKind, u64>, Vec<Span>), String> {
+    let mut spans = spans.to_vec();
     let mut counts = BTreeMap::new();
     let mut current = text.to_string();
     for kind in PiiKind::ALL {
@@ -80,8 +96,30 @@ pub fn redact(text: &str, kinds: &[PiiKind]) -> (String, BTreeMap<PiiKind, u64>)
         }
         let mut out = String::with_capacity(current.len());
         let mut last = 0;
+        // (start, end, length change) in characters of `current`.
+        let mut edits: Vec<(usize, usize, isize)> = Vec::new();
+        let mut chars_before = 0usize;
+        let mut scanned = 0usize;
         for m in re.find_iter(&current) {
             if kind.accept(m.as_str()) {
+                chars_before += current[scanned..m.start()].chars().count();
+                scanned = m.start();
+                let len = m.as_str().chars().count();
+                let (a, b) = (chars_before, chars_before + len);
+                if let Some(s) = spans.iter().find(|s| s.start < b && a < s.end) {
+                    return Err(format!(
+                        "span `{}` [{}, {}) overlaps a redacted {}",
+                        s.label,
+                        s.start,
+                        s.end,
+                        kind.placeholder()
+                    ));
+                }
+                edits.push((
+                    a,
+                    b,
+                    kind.placeholder().chars().count() as isize - len as isize,
+                ));
                 out.push_str(&current[last..m.start()]);
                 out.push_str(kind.placeholder());
                 last = m.end();
@@ -90,8 +128,13 @@ pub fn redact(text: &str, kinds: &[PiiKind]) -> (String, BTreeMap<PiiKind, u64>)
         }
         out.push_str(&current[last..]);
         current = out;
+        for s in &mut spans {
+            let shift: isize = edits.iter().filter(|e| e.1 <= s.start).map(|e| e.2).sum();
+            s.start = (s.start as isize + shift) as usize;
+            s.end = (s.end as isize + shift) as usize;
+        }
     }
-    (current, counts)
+    Ok((current, counts, spans))
 }
 
 fn luhn_valid(number: &str) -> bool {
@@ -139,6 +182,45 @@ fn iban_valid(iban: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_shift_past_redactions_and_overlaps_are_refused() {
+        let text = "mail bob@example.com or call +44 20 7946 0958 from Zürich";
+        let chars: Vec<char> = text.chars().collect();
+        let at = |w: &str| text[..text.find(w).unwrap()].chars().count();
+        let city = Span {
+            start: at("Zürich"),
+            end: at("Zürich") + 6,
+            label: "city".into(),
+        };
+        let verb = Span {
+            start: 0,
+            end: 4,
+            label: "verb".into(),
+        };
+        let (out, counts, spans) =
+            redact_spans(text, &PiiKind::ALL, &[verb.clone(), city.clone()]).unwrap();
+        assert_eq!(out, "mail <EMAIL> or call <PHONE> from Zürich");
+        assert_eq!(counts.len(), 2);
+        let of = |s: &Span| {
+            out.chars()
+                .skip(s.start)
+                .take(s.end - s.start)
+                .collect::<String>()
+        };
+        assert_eq!(of(&spans[0]), "mail");
+        assert_eq!(
+            of(&spans[1]),
+            chars[city.start..city.end].iter().collect::<String>()
+        );
+        let bad = Span {
+            start: at("bob"),
+            end: at("bob") + 3,
+            label: "name".into(),
+        };
+        let e = redact_spans(text, &PiiKind::ALL, &[bad]).unwrap_err();
+        assert!(e.contains("`name`") && e.contains("<EMAIL>"), "{e}");
+    }
 
     #[test]
     fn redacts_each_kind() {

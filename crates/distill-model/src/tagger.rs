@@ -1,0 +1,1155 @@
+//! The fast extraction tagger: hashed per-token features, one shared
+//! embedding table, linear emissions over BIO tags, and a linear-chain CRF
+//! whose decoding is constrained to valid BIO sequences (Viterbi), so every
+//! output is a valid span set. An optional intent head on the mean of the
+//! token vectors makes it a joint intent + slots model.
+//!
+//! Per token the features are: the lower-cased word, its neighbours within
+//! `window`, the two bigrams through it, its shape (`Xxxx`, `dd`), prefixes
+//! and suffixes up to 3 characters, and character n-grams of `<word>`, each
+//! hashed (xxh3, one seed per template) into `buckets` rows. A token's vector
+//! is the sum of its rows; rows no training feature touched stay zero and
+//! are not stored. Host code throughout: the work is sparse gathers and a
+//! K×K dynamic programme, microseconds per sentence.
+
+use crate::{Error, Result};
+use distill_core::spans::TagSet;
+use distill_core::types::Span;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use unicode_normalization::UnicodeNormalization;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Metadata file of a tagger (in `<run>/model/` and in bundles).
+pub const TAGGER_FILE: &str = "tagger.json";
+/// Weights file of a tagger.
+pub const WEIGHTS_FILE: &str = "tagger.bin";
+const MAGIC: &[u8; 8] = b"DTAGGER1";
+const MAX_META_BYTES: u64 = 16 << 20;
+const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
+
+/// `[model] kind = "tagger"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TaggerSpec {
+    /// Hash buckets (rows of the feature table).
+    #[serde(default = "d_buckets")]
+    pub buckets: usize,
+    /// Width of a token's vector.
+    #[serde(default = "d_dim")]
+    pub dim: usize,
+    /// Neighbouring words on each side that are features of a token.
+    #[serde(default = "d_window")]
+    pub window: usize,
+    /// Character n-gram lengths of `<word>` (none: off).
+    #[serde(default = "d_char_ngrams")]
+    pub char_ngrams: Option<[usize; 2]>,
+    /// Tokens tagged per text; the rest are left untagged (reported).
+    #[serde(default = "d_max_tokens")]
+    pub max_tokens: usize,
+    /// Training: each feature of each token is dropped with this probability.
+    #[serde(default = "d_feature_dropout")]
+    pub feature_dropout: f64,
+    /// Joint models: weight of the intent loss next to the CRF loss.
+    #[serde(default = "d_intent_weight")]
+    pub intent_weight: f64,
+}
+
+fn d_buckets() -> usize {
+    1 << 18
+}
+fn d_dim() -> usize {
+    64
+}
+fn d_window() -> usize {
+    2
+}
+fn d_char_ngrams() -> Option<[usize; 2]> {
+    Some([3, 4])
+}
+fn d_max_tokens() -> usize {
+    128
+}
+fn d_feature_dropout() -> f64 {
+    0.1
+}
+fn d_intent_weight() -> f64 {
+    1.0
+}
+
+impl Default for TaggerSpec {
+    fn default() -> Self {
+        TaggerSpec {
+            buckets: d_buckets(),
+            dim: d_dim(),
+            window: d_window(),
+            char_ngrams: d_char_ngrams(),
+            max_tokens: d_max_tokens(),
+            feature_dropout: d_feature_dropout(),
+            intent_weight: d_intent_weight(),
+        }
+    }
+}
+
+impl TaggerSpec {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Spec(m));
+        if !(2..=1 << 24).contains(&self.buckets) {
+            return bad(format!(
+                "tagger buckets {} must be in 2..=2^24",
+                self.buckets
+            ));
+        }
+        if !(1..=1024).contains(&self.dim) {
+            return bad(format!("tagger dim {} must be in 1..=1024", self.dim));
+        }
+        if self.window > 8 {
+            return bad(format!("tagger window {} must be at most 8", self.window));
+        }
+        if let Some([lo, hi]) = self.char_ngrams
+            && !(1 <= lo && lo <= hi && hi <= 8)
+        {
+            return bad(format!(
+                "tagger char-ngrams [{lo}, {hi}] must satisfy 1 <= lo <= hi <= 8"
+            ));
+        }
+        if !(1..=4096).contains(&self.max_tokens) {
+            return bad(format!(
+                "tagger max-tokens {} must be in 1..=4096",
+                self.max_tokens
+            ));
+        }
+        if !(0.0..0.9).contains(&self.feature_dropout) {
+            return bad(format!(
+                "tagger feature-dropout {} must be in [0, 0.9)",
+                self.feature_dropout
+            ));
+        }
+        if !(self.intent_weight.is_finite() && self.intent_weight >= 0.0) {
+            return bad("tagger intent-weight must be a finite number >= 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A token: character offsets into the text it came from, and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// Words (runs of letters, digits, `'` and `_`) and single punctuation
+/// characters, with character offsets; at most `max` tokens. Returns the
+/// tokens and whether the text had more.
+pub fn tokenize(text: &str, max: usize) -> (Vec<Token>, bool) {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut cur_start = 0;
+    let mut n = 0;
+    for (i, c) in text.chars().enumerate() {
+        n = i + 1;
+        let word = c.is_alphanumeric() || c == '\'' || c == '_';
+        if word {
+            if cur.is_empty() {
+                cur_start = i;
+            }
+            cur.push(c);
+            continue;
+        }
+        if !cur.is_empty() {
+            if out.len() == max {
+                return (out, true);
+            }
+            out.push(Token {
+                start: cur_start,
+                end: i,
+                text: std::mem::take(&mut cur),
+            });
+        }
+        if !c.is_whitespace() && !c.is_control() {
+            if out.len() == max {
+                return (out, true);
+            }
+            out.push(Token {
+                start: i,
+                end: i + 1,
+                text: c.to_string(),
+            });
+        }
+    }
+    if !cur.is_empty() {
+        if out.len() == max {
+            return (out, true);
+        }
+        out.push(Token {
+            start: cur_start,
+            end: n,
+            text: cur,
+        });
+    }
+    (out, false)
+}
+
+/// Character ranges of tokens.
+pub fn ranges(tokens: &[Token]) -> Vec<(usize, usize)> {
+    tokens.iter().map(|t| (t.start, t.end)).collect()
+}
+
+fn shape(word: &str) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for c in word.chars() {
+        let s = if c.is_uppercase() {
+            'X'
+        } else if c.is_lowercase() {
+            'x'
+        } else if c.is_numeric() {
+            'd'
+        } else {
+            c
+        };
+        if last != Some(s) {
+            out.push(s);
+            last = Some(s);
+        }
+    }
+    out
+}
+
+/// Feature templates (each is its own hash seed).
+mod tpl {
+    pub const BIAS: u64 = 1;
+    pub const WORD: u64 = 2;
+    pub const LEFT: u64 = 10; // + distance
+    pub const RIGHT: u64 = 20; // + distance
+    pub const BI_LEFT: u64 = 30;
+    pub const BI_RIGHT: u64 = 31;
+    pub const SHAPE: u64 = 32;
+    pub const PREFIX: u64 = 40; // + length
+    pub const SUFFIX: u64 = 50; // + length
+    pub const CHAR: u64 = 60;
+    pub const FIRST: u64 = 61;
+    pub const LAST: u64 = 62;
+}
+
+/// The hashed features of each token.
+pub fn features(spec: &TaggerSpec, tokens: &[Token]) -> Vec<Vec<u32>> {
+    let words: Vec<String> = tokens
+        .iter()
+        .map(|t| t.text.nfkc().flat_map(char::to_lowercase).collect())
+        .collect();
+    let buckets = spec.buckets as u64;
+    let h = |template: u64, bytes: &[u8]| {
+        (xxh3_64_with_seed(bytes, 0xD15_7A66 ^ (template << 32)) % buckets) as u32
+    };
+    let word_at = |i: isize| -> &str {
+        if i < 0 {
+            "<s>"
+        } else if i as usize >= words.len() {
+            "</s>"
+        } else {
+            &words[i as usize]
+        }
+    };
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut buf = String::new();
+    for (i, w) in words.iter().enumerate() {
+        let ii = i as isize;
+        let mut f = Vec::with_capacity(24);
+        f.push(h(tpl::BIAS, b""));
+        f.push(h(tpl::WORD, w.as_bytes()));
+        for d in 1..=spec.window {
+            let d64 = d as u64;
+            f.push(h(tpl::LEFT + d64, word_at(ii - d as isize).as_bytes()));
+            f.push(h(tpl::RIGHT + d64, word_at(ii + d as isize).as_bytes()));
+        }
+        buf.clear();
+        buf.push_str(word_at(ii - 1));
+        buf.push(' ');
+        buf.push_str(w);
+        f.push(h(tpl::BI_LEFT, buf.as_bytes()));
+        buf.clear();
+        buf.push_str(w);
+        buf.push(' ');
+        buf.push_str(word_at(ii + 1));
+        f.push(h(tpl::BI_RIGHT, buf.as_bytes()));
+        f.push(h(tpl::SHAPE, shape(&tokens[i].text).as_bytes()));
+        if i == 0 {
+            f.push(h(tpl::FIRST, b""));
+        }
+        if i + 1 == words.len() {
+            f.push(h(tpl::LAST, b""));
+        }
+        let chars: Vec<char> = w.chars().take(64).collect();
+        for n in 1..=3.min(chars.len()) {
+            buf.clear();
+            buf.extend(&chars[..n]);
+            f.push(h(tpl::PREFIX + n as u64, buf.as_bytes()));
+            buf.clear();
+            buf.extend(&chars[chars.len() - n..]);
+            f.push(h(tpl::SUFFIX + n as u64, buf.as_bytes()));
+        }
+        if let Some([lo, hi]) = spec.char_ngrams {
+            let mut padded = Vec::with_capacity(chars.len() + 2);
+            padded.push('<');
+            padded.extend(&chars);
+            padded.push('>');
+            for n in lo..=hi.min(padded.len().saturating_sub(1)) {
+                for gram in padded.windows(n) {
+                    buf.clear();
+                    buf.extend(gram);
+                    f.push(h(tpl::CHAR, buf.as_bytes()));
+                }
+            }
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// The parameters of a tagger. `K` tags, `C` intents (0: no intent head).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub dim: usize,
+    pub tags: usize,
+    pub intents: usize,
+    /// Emissions `K × dim` and bias `K`.
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    /// Transition scores `K × K` (`[prev * K + next]`), start and end scores.
+    pub trans: Vec<f32>,
+    pub start: Vec<f32>,
+    pub end: Vec<f32>,
+    /// Intent head `C × dim` and bias `C`.
+    pub u: Vec<f32>,
+    pub c: Vec<f32>,
+}
+
+impl Weights {
+    pub fn zeros(dim: usize, tags: usize, intents: usize) -> Self {
+        Weights {
+            dim,
+            tags,
+            intents,
+            w: vec![0.0; tags * dim],
+            b: vec![0.0; tags],
+            trans: vec![0.0; tags * tags],
+            start: vec![0.0; tags],
+            end: vec![0.0; tags],
+            u: vec![0.0; intents * dim],
+            c: vec![0.0; intents],
+        }
+    }
+
+    /// Every dense parameter, in file order, for the optimiser and I/O.
+    pub fn parts_mut(&mut self) -> [&mut Vec<f32>; 7] {
+        [
+            &mut self.w,
+            &mut self.b,
+            &mut self.trans,
+            &mut self.start,
+            &mut self.end,
+            &mut self.u,
+            &mut self.c,
+        ]
+    }
+
+    pub fn parts(&self) -> [&Vec<f32>; 7] {
+        [
+            &self.w,
+            &self.b,
+            &self.trans,
+            &self.start,
+            &self.end,
+            &self.u,
+            &self.c,
+        ]
+    }
+
+    fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+}
+
+/// Token vectors: the sum of each token's feature rows (`T × dim`).
+pub fn hidden<'a>(
+    feats: &[Vec<u32>],
+    dim: usize,
+    row: impl Fn(u32) -> Option<&'a [f32]>,
+) -> Vec<f32> {
+    let mut h = vec![0f32; feats.len() * dim];
+    for (t, f) in feats.iter().enumerate() {
+        let out = &mut h[t * dim..(t + 1) * dim];
+        for &id in f {
+            if let Some(r) = row(id) {
+                for (o, v) in out.iter_mut().zip(r) {
+                    *o += v;
+                }
+            }
+        }
+    }
+    h
+}
+
+/// Emission scores `T × K` from token vectors.
+pub fn emissions(w: &Weights, h: &[f32]) -> Vec<f32> {
+    let (d, k) = (w.dim, w.tags);
+    let t_len = h.len() / d.max(1);
+    let mut em = vec![0f32; t_len * k];
+    for t in 0..t_len {
+        let ht = &h[t * d..(t + 1) * d];
+        for j in 0..k {
+            let wj = &w.w[j * d..(j + 1) * d];
+            em[t * k + j] = w.b[j] + dot(wj, ht);
+        }
+    }
+    em
+}
+
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[i * 8 + l] * b[i * 8 + l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// The BIO constraints as score masks.
+#[derive(Debug, Clone)]
+pub struct Constraints {
+    k: usize,
+    /// `[prev * K + next]`.
+    pair: Vec<bool>,
+    first: Vec<bool>,
+}
+
+impl Constraints {
+    pub fn new(tags: &TagSet) -> Self {
+        let k = tags.len();
+        let mut pair = vec![false; k * k];
+        for p in 0..k {
+            for n in 0..k {
+                pair[p * k + n] = tags.allowed(Some(p), n);
+            }
+        }
+        let first = (0..k).map(|n| tags.allowed(None, n)).collect();
+        Constraints { k, pair, first }
+    }
+
+    pub fn ok(&self, prev: usize, next: usize) -> bool {
+        self.pair[prev * self.k + next]
+    }
+
+    pub fn first_ok(&self, tag: usize) -> bool {
+        self.first[tag]
+    }
+}
+
+const NEG: f64 = -1e30;
+
+/// The best valid tag sequence (Viterbi).
+pub fn viterbi(w: &Weights, em: &[f32], cons: &Constraints) -> Vec<usize> {
+    let k = w.tags;
+    let t_len = em.len() / k;
+    if t_len == 0 {
+        return Vec::new();
+    }
+    let mut score = vec![NEG; k];
+    for j in 0..k {
+        if cons.first_ok(j) {
+            score[j] = (w.start[j] + em[j]) as f64;
+        }
+    }
+    let mut back = vec![0u16; t_len * k];
+    let mut next = vec![NEG; k];
+    for t in 1..t_len {
+        for j in 0..k {
+            let mut best = NEG;
+            let mut arg = 0;
+            for i in 0..k {
+                if cons.ok(i, j) && score[i] > NEG {
+                    let s = score[i] + w.trans[i * k + j] as f64;
+                    if s > best {
+                        best = s;
+                        arg = i;
+                    }
+                }
+            }
+            next[j] = if best > NEG {
+                best + em[t * k + j] as f64
+            } else {
+                NEG
+            };
+            back[t * k + j] = arg as u16;
+        }
+        std::mem::swap(&mut score, &mut next);
+    }
+    let mut last = 0;
+    let mut best = f64::NEG_INFINITY;
+    for j in 0..k {
+        let s = score[j] + w.end[j] as f64;
+        if score[j] > NEG && s > best {
+            best = s;
+            last = j;
+        }
+    }
+    let mut path = vec![0usize; t_len];
+    path[t_len - 1] = last;
+    for t in (1..t_len).rev() {
+        path[t - 1] = back[t * k + path[t]] as usize;
+    }
+    path
+}
+
+/// The forward-backward lattice over valid tag sequences, in probability
+/// space with per-step scaling (`T·K²` multiply-adds, `T·K` exponentials).
+#[derive(Debug, Clone)]
+pub struct Lattice {
+    k: usize,
+    /// Scaled forward and backward tables (`T × K`).
+    a: Vec<f64>,
+    b: Vec<f64>,
+    /// Per-step normalisers of `a`.
+    c: Vec<f64>,
+    /// `exp(em - max_t)` (`T × K`).
+    e: Vec<f64>,
+    /// `exp(trans)`, zero where the transition is not allowed (`K × K`).
+    m: Vec<f64>,
+    zend: f64,
+    /// log of the partition function.
+    pub logz: f64,
+}
+
+impl Lattice {
+    pub fn new(w: &Weights, em: &[f32], cons: &Constraints) -> Self {
+        let k = w.tags;
+        let t_len = em.len() / k.max(1);
+        let m: Vec<f64> = (0..k * k)
+            .map(|x| {
+                if cons.ok(x / k, x % k) {
+                    (w.trans[x] as f64).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut e = vec![0f64; t_len * k];
+        let mut logz = 0.0;
+        for t in 0..t_len {
+            let row = &em[t * k..(t + 1) * k];
+            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            logz += mx;
+            for j in 0..k {
+                e[t * k + j] = (row[j] as f64 - mx).exp();
+            }
+        }
+        let mut a = vec![0f64; t_len * k];
+        let mut c = vec![1f64; t_len];
+        let mut b = vec![0f64; t_len * k];
+        if t_len == 0 {
+            return Lattice {
+                k,
+                a,
+                b,
+                c,
+                e,
+                m,
+                zend: 1.0,
+                logz: 0.0,
+            };
+        }
+        for j in 0..k {
+            if cons.first_ok(j) {
+                a[j] = (w.start[j] as f64).exp() * e[j];
+            }
+        }
+        for t in 0..t_len {
+            if t > 0 {
+                for j in 0..k {
+                    let mut s = 0.0;
+                    for i in 0..k {
+                        s += a[(t - 1) * k + i] * m[i * k + j];
+                    }
+                    a[t * k + j] = s * e[t * k + j];
+                }
+            }
+            let sum: f64 = a[t * k..(t + 1) * k].iter().sum();
+            let sum = if sum > 0.0 { sum } else { f64::MIN_POSITIVE };
+            c[t] = sum;
+            a[t * k..(t + 1) * k].iter_mut().for_each(|v| *v /= sum);
+            logz += sum.ln();
+        }
+        let last = t_len - 1;
+        for j in 0..k {
+            b[last * k + j] = (w.end[j] as f64).exp();
+        }
+        for t in (0..last).rev() {
+            for i in 0..k {
+                let mut s = 0.0;
+                for j in 0..k {
+                    s += m[i * k + j] * e[(t + 1) * k + j] * b[(t + 1) * k + j];
+                }
+                b[t * k + i] = s / c[t + 1];
+            }
+        }
+        let zend: f64 = (0..k).map(|j| a[last * k + j] * b[last * k + j]).sum();
+        let zend = if zend > 0.0 { zend } else { f64::MIN_POSITIVE };
+        logz += zend.ln();
+        Lattice {
+            k,
+            a,
+            b,
+            c,
+            e,
+            m,
+            zend,
+            logz,
+        }
+    }
+
+    /// Token marginals `P(tag_t = j | text)` (`T × K`).
+    pub fn marginals(&self) -> Vec<f64> {
+        self.a
+            .iter()
+            .zip(&self.b)
+            .map(|(a, b)| a * b / self.zend)
+            .collect()
+    }
+
+    /// `P(tag_{t-1} = i, tag_t = j | text)`, for `t >= 1`.
+    pub fn pair(&self, t: usize, i: usize, j: usize) -> f64 {
+        let k = self.k;
+        self.a[(t - 1) * k + i] * self.m[i * k + j] * self.e[t * k + j] * self.b[t * k + j]
+            / (self.c[t] * self.zend)
+    }
+}
+
+/// Softmax of the intent head over the mean token vector.
+pub fn intent_probs(w: &Weights, h: &[f32]) -> Vec<f32> {
+    let d = w.dim;
+    let t_len = (h.len() / d.max(1)).max(1);
+    let mut mean = vec![0f32; d];
+    for ht in h.chunks(d) {
+        for (m, v) in mean.iter_mut().zip(ht) {
+            *m += v / t_len as f32;
+        }
+    }
+    let logits: Vec<f32> = (0..w.intents)
+        .map(|c| w.c[c] + dot(&w.u[c * d..(c + 1) * d], &mean))
+        .collect();
+    softmax(&logits)
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+/// A predicted span with its text and confidence (the smallest marginal of
+/// its tokens' tags).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    pub label: String,
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub confidence: f64,
+}
+
+/// What the tagger says about one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extraction {
+    pub fields: Vec<Field>,
+    /// The smallest marginal of any token's predicted tag (`O` included):
+    /// how sure the model is of the whole span set.
+    pub confidence: f64,
+    /// Joint models: the intent and its probability.
+    pub intent: Option<(String, f64)>,
+    /// The text had more tokens than `max-tokens`; the rest were not tagged.
+    pub truncated: bool,
+}
+
+impl Extraction {
+    pub fn spans(&self) -> Vec<Span> {
+        self.fields
+            .iter()
+            .map(|f| Span {
+                start: f.start,
+                end: f.end,
+                label: f.label.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Decode one text: Viterbi tags, spans, marginal confidences, intent.
+pub fn extract<'a>(
+    spec: &TaggerSpec,
+    tags: &TagSet,
+    intents: &[String],
+    w: &Weights,
+    cons: &Constraints,
+    text: &str,
+    row: impl Fn(u32) -> Option<&'a [f32]>,
+) -> Extraction {
+    let (tokens, truncated) = tokenize(text, spec.max_tokens);
+    let feats = features(spec, &tokens);
+    let h = hidden(&feats, w.dim, row);
+    let em = emissions(w, &h);
+    let path = viterbi(w, &em, cons);
+    let marg = Lattice::new(w, &em, cons).marginals();
+    let k = w.tags;
+    let conf_t: Vec<f64> = path
+        .iter()
+        .enumerate()
+        .map(|(t, &j)| marg[t * k + j])
+        .collect();
+    let r = ranges(&tokens);
+    let chars: Vec<char> = text.chars().collect();
+    let fields = tags
+        .decode(&r, &path)
+        .into_iter()
+        .map(|s| {
+            let confidence = r
+                .iter()
+                .zip(&conf_t)
+                .filter(|((a, b), _)| *a >= s.start && *b <= s.end)
+                .map(|(_, c)| *c)
+                .fold(1.0, f64::min);
+            Field {
+                text: chars[s.start..s.end].iter().collect(),
+                label: s.label,
+                start: s.start,
+                end: s.end,
+                confidence,
+            }
+        })
+        .collect();
+    let intent = (w.intents > 0).then(|| {
+        let p = intent_probs(w, &h);
+        let best = crate::tagger::argmax(&p);
+        (intents[best].clone(), p[best] as f64)
+    });
+    let mut confidence = conf_t.iter().copied().fold(1.0, f64::min);
+    if let Some((_, p)) = &intent {
+        confidence = confidence.min(*p);
+    }
+    Extraction {
+        fields,
+        confidence,
+        intent,
+        truncated,
+    }
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in p.iter().enumerate() {
+        if *v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// How the table is stored in `tagger.bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dtype {
+    F32,
+    /// One f32 scale per row, then the row as i8 (`round(v / scale)`).
+    Int8,
+}
+
+/// `tagger.json`: what a loader needs besides the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaggerMeta {
+    pub format: String,
+    pub version: u32,
+    pub spec: TaggerSpec,
+    pub slots: Vec<String>,
+    #[serde(default)]
+    pub intents: Vec<String>,
+    pub weights_sha256: String,
+    pub weights_bytes: u64,
+    pub dtype: Dtype,
+    /// Rows of the table stored (features seen in training).
+    pub rows: usize,
+    /// Escalate when the example confidence is below this (certified on val).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Metrics of the run, for the record.
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+pub const FORMAT: &str = "distill-tagger";
+
+/// A loaded tagger, ready to extract.
+#[derive(Debug, Clone)]
+pub struct Tagger {
+    pub meta: TaggerMeta,
+    pub tags: TagSet,
+    pub weights: Weights,
+    cons: Constraints,
+    /// Bucket → stored row + 1 (0: not stored).
+    lookup: Vec<u32>,
+    table: Vec<f32>,
+}
+
+impl Tagger {
+    /// Build from a dense training table: rows with any non-zero value are kept.
+    pub fn from_dense(meta: TaggerMeta, table: &[f32], weights: Weights) -> Self {
+        let d = weights.dim;
+        let mut ids = Vec::new();
+        for (i, r) in table.chunks(d).enumerate() {
+            if r.iter().any(|v| *v != 0.0) {
+                ids.push(i as u32);
+            }
+        }
+        let mut compact = Vec::with_capacity(ids.len() * d);
+        for &i in &ids {
+            compact.extend_from_slice(&table[i as usize * d..(i as usize + 1) * d]);
+        }
+        Self::from_parts(meta, &ids, compact, weights)
+    }
+
+    fn from_parts(mut meta: TaggerMeta, ids: &[u32], table: Vec<f32>, weights: Weights) -> Self {
+        let mut lookup = vec![0u32; meta.spec.buckets];
+        for (pos, &id) in ids.iter().enumerate() {
+            lookup[id as usize] = pos as u32 + 1;
+        }
+        meta.rows = ids.len();
+        let tags = TagSet::new(meta.slots.clone());
+        let cons = Constraints::new(&tags);
+        Tagger {
+            meta,
+            tags,
+            weights,
+            cons,
+            lookup,
+            table,
+        }
+    }
+
+    pub fn row(&self, id: u32) -> Option<&[f32]> {
+        let d = self.weights.dim;
+        match self.lookup.get(id as usize).copied() {
+            Some(p) if p > 0 => {
+                let p = p as usize - 1;
+                Some(&self.table[p * d..(p + 1) * d])
+            }
+            _ => None,
+        }
+    }
+
+    pub fn extract(&self, text: &str) -> Extraction {
+        extract(
+            &self.meta.spec,
+            &self.tags,
+            &self.meta.intents,
+            &self.weights,
+            &self.cons,
+            text,
+            |id| self.row(id),
+        )
+    }
+
+    /// The weights file's bytes.
+    pub fn weights_bytes(&self, dtype: Dtype) -> Vec<u8> {
+        let d = self.weights.dim;
+        let n = self.meta.rows;
+        let mut out = Vec::with_capacity(16 + n * (4 + d * 4) + self.weights.len() * 4);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(dtype as u32).to_le_bytes());
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        for (pos, id) in self.lookup.iter().enumerate() {
+            if *id > 0 {
+                out.extend_from_slice(&(pos as u32).to_le_bytes());
+            }
+        }
+        match dtype {
+            Dtype::F32 => {
+                for v in &self.table {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Dtype::Int8 => {
+                for r in self.table.chunks(d) {
+                    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                    out.extend_from_slice(&scale.to_le_bytes());
+                }
+                for r in self.table.chunks(d) {
+                    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                    for v in r {
+                        let q = if scale > 0.0 {
+                            (v / scale).round().clamp(-127.0, 127.0)
+                        } else {
+                            0.0
+                        };
+                        out.push(q as i8 as u8);
+                    }
+                }
+            }
+        }
+        for p in self.weights.parts() {
+            for v in p {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Write `tagger.bin` and `tagger.json` into `dir` (atomically, weights first).
+    pub fn save(&self, dir: &Path, dtype: Dtype) -> Result<u64> {
+        let bytes = self.weights_bytes(dtype);
+        let mut meta = self.meta.clone();
+        meta.weights_sha256 = distill_core::hash::sha256_hex(&bytes);
+        meta.weights_bytes = bytes.len() as u64;
+        meta.dtype = dtype;
+        distill_core::fsutil::write_atomic(&dir.join(WEIGHTS_FILE), |w| w.write_all(&bytes))?;
+        distill_core::fsutil::write_json_atomic(&dir.join(TAGGER_FILE), &meta)?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Whether `dir` holds a tagger.
+    pub fn is_tagger_dir(dir: &Path) -> bool {
+        dir.join(TAGGER_FILE).is_file()
+    }
+
+    /// Load and check a tagger directory: bounded reads, the weights' size
+    /// and sha256 as recorded, ids strictly increasing and inside the
+    /// table, every value finite.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let meta_path = dir.join(TAGGER_FILE);
+        let meta: TaggerMeta = distill_core::fsutil::read_json_bounded(&meta_path, MAX_META_BYTES)?;
+        let bad = |m: String| Error::Artifact {
+            path: meta_path.clone(),
+            message: m,
+        };
+        if meta.format != FORMAT || meta.version != 1 {
+            return Err(bad(format!(
+                "format `{}` version {} is not {FORMAT} version 1",
+                meta.format, meta.version
+            )));
+        }
+        meta.spec.validate()?;
+        if meta.slots.is_empty() || meta.slots.len() > 4096 || meta.intents.len() > 65536 {
+            return Err(bad("slot or intent list is empty or too long".into()));
+        }
+        if meta.intents.len() == 1 {
+            return Err(bad("a joint model needs at least 2 intents".into()));
+        }
+        let wpath = dir.join(WEIGHTS_FILE);
+        if meta.weights_bytes > MAX_WEIGHTS_BYTES {
+            return Err(bad(format!(
+                "weights of {} bytes exceed the limit",
+                meta.weights_bytes
+            )));
+        }
+        let bytes = distill_core::fsutil::read_bounded(&wpath, meta.weights_bytes)?;
+        let wbad = |m: String| Error::Artifact {
+            path: wpath.clone(),
+            message: m,
+        };
+        if bytes.len() as u64 != meta.weights_bytes {
+            return Err(wbad(format!(
+                "{} bytes, expected {}",
+                bytes.len(),
+                meta.weights_bytes
+            )));
+        }
+        if distill_core::hash::sha256_hex(&bytes) != meta.weights_sha256 {
+            return Err(wbad(
+                "sha256 does not match tagger.json (a damaged or altered file)".into(),
+            ));
+        }
+        let d = meta.spec.dim;
+        let k = 1 + 2 * meta.slots.len();
+        let c = meta.intents.len();
+        let mut weights = Weights::zeros(d, k, c);
+        let mut r = Reader {
+            bytes: &bytes,
+            at: 0,
+        };
+        if r.take(8).ok_or_else(|| wbad("too short".into()))? != MAGIC {
+            return Err(wbad("not a tagger weights file (bad magic)".into()));
+        }
+        let dtype = r.u32().ok_or_else(|| wbad("too short".into()))?;
+        let n = r.u32().ok_or_else(|| wbad("too short".into()))? as usize;
+        let per_row = match (dtype, meta.dtype) {
+            (0, Dtype::F32) => d * 4,
+            (1, Dtype::Int8) => 4 + d,
+            _ => {
+                return Err(wbad(format!(
+                    "dtype {dtype} does not match tagger.json's {:?}",
+                    meta.dtype
+                )));
+            }
+        };
+        let expected = 16u64 + n as u64 * (4 + per_row as u64) + weights.len() as u64 * 4;
+        if expected != bytes.len() as u64 || n > meta.spec.buckets {
+            return Err(wbad(format!(
+                "{} bytes, but {n} rows of dim {d}, {k} tags and {c} intents need {expected}",
+                bytes.len()
+            )));
+        }
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = r.u32().ok_or_else(|| wbad("too short".into()))?;
+            if id as usize >= meta.spec.buckets || ids.last().is_some_and(|l| *l >= id) {
+                return Err(wbad(format!(
+                    "row id {id} is out of order or outside the {} buckets",
+                    meta.spec.buckets
+                )));
+            }
+            ids.push(id);
+        }
+        let table = if dtype == 0 {
+            (0..n * d)
+                .map(|_| r.f32().unwrap_or(f32::NAN))
+                .collect::<Vec<_>>()
+        } else {
+            let scales: Vec<f32> = (0..n).map(|_| r.f32().unwrap_or(f32::NAN)).collect();
+            let q = r.take(n * d).ok_or_else(|| wbad("too short".into()))?;
+            q.chunks(d.max(1))
+                .zip(&scales)
+                .flat_map(|(row, s)| row.iter().map(move |v| *v as i8 as f32 * s))
+                .collect()
+        };
+        for p in weights.parts_mut() {
+            for v in p.iter_mut() {
+                *v = r.f32().unwrap_or(f32::NAN);
+            }
+        }
+        if table
+            .iter()
+            .chain(weights.parts().into_iter().flatten())
+            .any(|v| !v.is_finite())
+        {
+            return Err(wbad("a weight is not a finite number".into()));
+        }
+        Ok(Self::from_parts(meta, &ids, table, weights))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f32(&mut self) -> Option<f32> {
+        self.take(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_character_offsets() {
+        let (t, cut) = tokenize("Book 2 rooms, in Zürich's café!", 64);
+        let words: Vec<&str> = t.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(
+            words,
+            ["Book", "2", "rooms", ",", "in", "Zürich's", "café", "!"]
+        );
+        let chars: Vec<char> = "Book 2 rooms, in Zürich's café!".chars().collect();
+        for tok in &t {
+            assert_eq!(
+                chars[tok.start..tok.end].iter().collect::<String>(),
+                tok.text
+            );
+        }
+        assert!(!cut);
+        let (t, cut) = tokenize("a b c", 2);
+        assert_eq!((t.len(), cut), (2, true));
+    }
+
+    /// Viterbi never outputs an invalid BIO sequence, even when the
+    /// emissions favour one, and agrees with brute force over valid paths.
+    #[test]
+    fn viterbi_is_constrained_and_exact() {
+        let tags = TagSet::new(vec!["a".into(), "b".into()]);
+        let cons = Constraints::new(&tags);
+        let k = tags.len();
+        let mut w = Weights::zeros(1, k, 0);
+        let mut s = distill_core::hash::SplitMix64(7);
+        for p in w.parts_mut() {
+            p.iter_mut()
+                .for_each(|v| *v = s.next_f64() as f32 * 2.0 - 1.0);
+        }
+        for trial in 0..50 {
+            let t_len = 1 + trial % 4;
+            let mut em: Vec<f32> = (0..t_len * k)
+                .map(|_| s.next_f64() as f32 * 4.0 - 2.0)
+                .collect();
+            em[2] += 10.0; // I-a first: invalid, must not be chosen
+            let path = viterbi(&w, &em, &cons);
+            assert!(cons.first_ok(path[0]));
+            assert!(path.windows(2).all(|p| cons.ok(p[0], p[1])));
+            // Brute force.
+            let score = |p: &[usize]| {
+                let mut sc = w.start[p[0]] + em[p[0]] + w.end[p[t_len - 1]];
+                for t in 1..t_len {
+                    sc += w.trans[p[t - 1] * k + p[t]] + em[t * k + p[t]];
+                }
+                sc as f64
+            };
+            let mut best = f64::NEG_INFINITY;
+            let mut z = 0f64;
+            for code in 0..k.pow(t_len as u32) {
+                let p: Vec<usize> = (0..t_len).map(|t| code / k.pow(t as u32) % k).collect();
+                if cons.first_ok(p[0]) && p.windows(2).all(|q| cons.ok(q[0], q[1])) {
+                    best = best.max(score(&p));
+                    z += score(&p).exp();
+                }
+            }
+            assert!((score(&path) - best).abs() < 1e-4);
+            let lat = Lattice::new(&w, &em, &cons);
+            assert!(
+                (lat.logz - z.ln()).abs() < 1e-6,
+                "{} vs {}",
+                lat.logz,
+                z.ln()
+            );
+            let m = lat.marginals();
+            for t in 0..t_len {
+                let sum: f64 = m[t * k..(t + 1) * k].iter().sum();
+                assert!((sum - 1.0).abs() < 1e-6);
+                if t > 0 {
+                    // Pair marginals sum to the token marginal.
+                    for j in 0..k {
+                        let s: f64 = (0..k).map(|i| lat.pair(t, i, j)).sum();
+                        assert!((s - m[t * k + j]).abs() < 1e-9);
+                    }
+                }
+            }
+        }
+    }
+}
