@@ -97,7 +97,7 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "-".into())
         };
         eprintln!(
-            "done: {} steps, best epoch {}, val span F1 {} exact {}, test span F1 {} exact {} intent acc {}, {} rows stored, {} bytes, {:.1} s training",
+            "done: {} steps, best epoch {}, val span F1 {} exact {}, test span F1 {} exact {} intent acc {}, {} params, {} bytes, {:.1} s training",
             outcome.info.steps,
             outcome
                 .info

@@ -583,8 +583,13 @@ fn train_loop(
             order.swap(i, j);
         }
         let mut drng = SplitMix64(seeds.dropout ^ epoch as u64);
+        let steps_before = info.steps;
         let mut loss = 0.0;
+        let max_steps = config.train.max_steps.map_or(u64::MAX, |m| m as u64);
         for &ri in &order {
+            if info.steps >= max_steps {
+                break;
+            }
             let row = &data.train[ri];
             let feats: &[Vec<u32>] = if dropout > 0.0 {
                 feats_buf.clear();
@@ -623,7 +628,7 @@ fn train_loop(
         train_seconds += t0.elapsed().as_secs_f64();
         info.epochs = epoch + 1;
         let f1 = quick_f1(&model, tags, &data.val);
-        let mean_loss = loss / order.len().max(1) as f64;
+        let mean_loss = loss / (info.steps - steps_before).max(1) as f64;
         run::append_metrics(
             run_dir,
             &json!({"epoch": epoch + 1, "train_loss": mean_loss, "val_span_f1": f1, "seconds": t0.elapsed().as_secs_f64()}),
@@ -632,6 +637,7 @@ fn train_loop(
             "epoch {}/{epochs}: train loss {mean_loss:.4}, val span F1 {f1:.4}",
             epoch + 1
         ));
+        let last = info.steps >= max_steps;
         if best.as_ref().is_none_or(|b| f1 > b.0) {
             best = Some((f1, epoch + 1, model.table.clone(), model.weights.clone()));
             since_best = 0;
@@ -640,6 +646,9 @@ fn train_loop(
             if config.train.patience > 0 && since_best >= config.train.patience {
                 break;
             }
+        }
+        if last {
+            break;
         }
     }
     progress.finish();

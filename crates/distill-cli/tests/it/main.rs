@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod eval;
 mod export;
+mod extract;
 mod pretrained;
 mod serve;
 mod serve_loop;
@@ -530,7 +531,12 @@ fn configs_reject_unknown_keys_and_take_overrides() {
     );
 
     // Every shipped config resolves and validates.
-    for dir in ["configs/data", "configs/curate", "configs/recipe"] {
+    for dir in [
+        "configs/data",
+        "configs/curate",
+        "configs/recipe",
+        "configs/extract",
+    ] {
         for entry in std::fs::read_dir(repo().join(dir)).expect("configs") {
             let path = entry.expect("entry").path();
             ok(&["config", "show", path.to_str().expect("utf8")]);
