@@ -301,6 +301,190 @@ pub fn span_metrics(gold: &[Vec<Span>], pred: &[Vec<Span>]) -> SpanMetrics {
     }
 }
 
+/// How a teacher's field value was found in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aligned {
+    /// The value occurs verbatim.
+    Exact,
+    /// It occurs up to case and whitespace.
+    Loose,
+    /// A stretch of whole words within a small edit distance (at most a
+    /// fifth of the value's length) of it.
+    Fuzzy,
+}
+
+/// A field value that could not be placed in the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unaligned {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+const MAX_ALIGN_TEXT: usize = 4096;
+const MAX_FUZZY_VALUE: usize = 64;
+
+/// Lower-cased characters with whitespace runs collapsed to one space (and
+/// trimmed), each mapped to its character index in the original.
+fn loose(text: &str) -> (Vec<char>, Vec<usize>) {
+    let (mut out, mut map) = (Vec::new(), Vec::new());
+    let mut pending: Option<usize> = None;
+    for (i, c) in text.chars().enumerate() {
+        if c.is_whitespace() {
+            if !out.is_empty() && pending.is_none() {
+                pending = Some(i);
+            }
+            continue;
+        }
+        if let Some(p) = pending.take() {
+            out.push(' ');
+            map.push(p);
+        }
+        for l in c.to_lowercase() {
+            out.push(l);
+            map.push(i);
+        }
+    }
+    (out, map)
+}
+
+fn is_boundary(chars: &[char], at: usize) -> bool {
+    at == 0 || at >= chars.len() || !chars[at - 1].is_alphanumeric() || !chars[at].is_alphanumeric()
+}
+
+fn levenshtein(a: &[char], b: &[char], cap: usize) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, x) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        let mut row_min = cur[0];
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+            row_min = row_min.min(cur[j + 1]);
+        }
+        if row_min > cap {
+            return cap + 1;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Place one value in the text: exact (preferring whole-word occurrences),
+/// then up to case and whitespace, then a bounded fuzzy match over
+/// whole-word stretches. `taken` spans are skipped. Never invents an offset:
+/// `None` when nothing qualifies.
+pub fn align(text: &str, value: &str, taken: &[Span]) -> Option<(usize, usize, Aligned)> {
+    let chars: Vec<char> = text.chars().collect();
+    let value = value.trim();
+    if value.is_empty() || chars.len() > MAX_ALIGN_TEXT {
+        return None;
+    }
+    let free = |a: usize, b: usize| !taken.iter().any(|s| s.start < b && a < s.end);
+    let v: Vec<char> = value.chars().collect();
+    let mut first_any = None;
+    if v.len() <= chars.len() {
+        for a in 0..=chars.len() - v.len() {
+            let b = a + v.len();
+            if chars[a..b] == v[..] && free(a, b) {
+                if is_boundary(&chars, a) && is_boundary(&chars, b) {
+                    return Some((a, b, Aligned::Exact));
+                }
+                first_any.get_or_insert((a, b, Aligned::Exact));
+            }
+        }
+    }
+    if first_any.is_some() {
+        return first_any;
+    }
+    let (lt, map) = loose(text);
+    let (lv, _) = loose(value);
+    if lv.is_empty() {
+        return None;
+    }
+    if lv.len() <= lt.len() {
+        for a in 0..=lt.len() - lv.len() {
+            let b = a + lv.len();
+            if lt[a..b] == lv[..] {
+                let (s, e) = (map[a], map[b - 1] + 1);
+                if free(s, e) {
+                    return Some((s, e, Aligned::Loose));
+                }
+            }
+        }
+    }
+    if lv.len() < 4 || lv.len() > MAX_FUZZY_VALUE {
+        return None;
+    }
+    let cap = (lv.len() / 5).max(1);
+    let starts: Vec<usize> = (0..lt.len())
+        .filter(|&i| lt[i] != ' ' && is_boundary(&lt, i))
+        .collect();
+    let ends: Vec<usize> = (1..=lt.len())
+        .filter(|&i| lt[i - 1] != ' ' && is_boundary(&lt, i))
+        .collect();
+    let mut best: Option<(usize, usize, usize)> = None;
+    for &a in &starts {
+        for &b in ends.iter().filter(|&&b| b > a) {
+            let len = b - a;
+            if len + cap < lv.len() {
+                continue;
+            }
+            if len > lv.len() + cap {
+                break;
+            }
+            let d = levenshtein(&lt[a..b], &lv, cap);
+            if d <= cap && best.is_none_or(|x| d < x.0) {
+                let (s, e) = (map[a], map[b - 1] + 1);
+                if free(s, e) {
+                    best = Some((d, s, e));
+                }
+            }
+        }
+    }
+    best.map(|(_, s, e)| (s, e, Aligned::Fuzzy))
+}
+
+/// Align every value of a teacher's fields to the text: the spans found
+/// (sorted, never overlapping), how each was found, and the values left
+/// unplaced with the reason.
+pub fn align_fields(
+    text: &str,
+    fields: &BTreeMap<String, Vec<String>>,
+) -> (Vec<Span>, Vec<Aligned>, Vec<Unaligned>) {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut how = Vec::new();
+    let mut missing = Vec::new();
+    for (field, values) in fields {
+        for value in values {
+            if value.trim().is_empty() {
+                continue;
+            }
+            match align(text, value, &spans) {
+                Some((start, end, kind)) => {
+                    spans.push(Span { start, end, label: field.clone() });
+                    how.push(kind);
+                }
+                None => missing.push(Unaligned {
+                    field: field.clone(),
+                    value: value.clone(),
+                    reason: "not found in the text (exact, case/whitespace-insensitive, or within a fifth of its length in edits)".into(),
+                }),
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by_key(|&i| (spans[i].start, spans[i].end));
+    (
+        order.iter().map(|&i| spans[i].clone()).collect(),
+        order.iter().map(|&i| how[i]).collect(),
+        missing,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +530,39 @@ mod tests {
         assert!(e.contains("overlap"), "{e}");
         let (t, r) = tags.encode(&tokens, &[span(1, 2, "a")], 6).unwrap();
         assert_eq!((t, r.snapped), (vec![1, 0], 1));
+    }
+
+    #[test]
+    fn teacher_values_align_exactly_loosely_fuzzily_or_not_at_all() {
+        let text = "Play  Miles Davis on Spotify, then play the radio";
+        let at = |s: usize, e: usize| text.chars().skip(s).take(e - s).collect::<String>();
+        let (s, e, k) = align(text, "Spotify", &[]).unwrap();
+        assert_eq!((at(s, e).as_str(), k), ("Spotify", Aligned::Exact));
+        let (s, e, k) = align(text, "miles davis", &[]).unwrap();
+        assert_eq!((at(s, e).as_str(), k), ("Miles Davis", Aligned::Loose));
+        let (s, e, k) = align(text, "Miles Davies", &[]).unwrap();
+        assert_eq!((at(s, e).as_str(), k), ("Miles Davis", Aligned::Fuzzy));
+        assert_eq!(align(text, "John Coltrane", &[]), None, "never invented");
+        assert_eq!(align(text, "  ", &[]), None);
+        // A second value for the same words takes the next occurrence.
+        let taken = [Span {
+            start: 0,
+            end: 4,
+            label: "a".into(),
+        }];
+        let (s, _, _) = align(text, "play", &taken).unwrap();
+        assert!(s > 4);
+        let mut fields = BTreeMap::new();
+        fields.insert(
+            "artist".to_string(),
+            vec!["miles davis".to_string(), "Nobody".to_string()],
+        );
+        fields.insert("service".to_string(), vec!["spotify".to_string()]);
+        let (spans, how, missing) = align_fields(text, &fields);
+        assert_eq!(spans.len(), 2);
+        assert_eq!(how, [Aligned::Loose, Aligned::Loose]);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].value, "Nobody");
     }
 
     #[test]

@@ -91,6 +91,13 @@ pub struct TeacherRecord {
     /// Parsed fields (`extract`): field name -> values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, Vec<String>>>,
+    /// `extract`: the field values placed in the text as character spans
+    /// (exact, case/whitespace-insensitive, or bounded fuzzy; never invented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spans: Option<Vec<crate::types::Span>>,
+    /// `extract`: values that could not be placed, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unaligned: Vec<crate::spans::Unaligned>,
     /// `classify`: a distribution over the dataset's label set (renormalised
     /// over it). `multilabel`: independent per-label probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +138,8 @@ impl TeacherRecord {
             label: None,
             labels: None,
             fields: None,
+            spans: None,
+            unaligned: Vec::new(),
             probs: None,
             coverage: None,
             probs_source: None,
@@ -178,6 +187,15 @@ pub struct Counts {
     pub cost: f64,
     /// Mean `coverage` over records with probs.
     pub mean_coverage: Option<f64>,
+    /// `extract`: field values placed in the text, and values left unplaced.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub aligned_values: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unaligned_values: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Counts {
@@ -209,6 +227,8 @@ impl Counts {
                 cov_sum += cov;
                 cov_n += 1;
             }
+            c.aligned_values += r.spans.as_ref().map_or(0, |s| s.len() as u64);
+            c.unaligned_values += r.unaligned.len() as u64;
         }
         c.mean_coverage = (cov_n > 0).then(|| cov_sum / cov_n as f64);
         c

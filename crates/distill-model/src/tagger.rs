@@ -712,16 +712,10 @@ impl Crf {
         let mut score: Vec<f32> = (0..k).map(|j| self.start[j] + em[j]).collect();
         let mut next = vec![NEG32; k];
         let mut back = vec![0u16; t_len * k];
-        let mut buf = vec![0f32; k];
         for t in 1..t_len {
             let e = &em[t * k..(t + 1) * k];
             for (jj, &j) in self.ob.iter().enumerate() {
-                let row = &self.tf[jj * k..(jj + 1) * k];
-                for ((b, s), r) in buf.iter_mut().zip(&score).zip(row) {
-                    *b = s + r;
-                }
-                let best = max_lanes(&buf);
-                let arg = buf.iter().position(|v| *v == best).unwrap_or(0);
+                let (best, arg) = max_plus(&score, &self.tf[jj * k..(jj + 1) * k]);
                 next[j] = best + e[j];
                 back[t * k + j] = arg as u16;
             }
@@ -827,14 +821,50 @@ fn max_lanes(v: &[f32]) -> f32 {
     let rest = chunks.remainder();
     for ch in chunks {
         for l in 0..8 {
-            m[l] = m[l].max(ch[l]);
+            m[l] = if ch[l] > m[l] { ch[l] } else { m[l] };
         }
     }
-    let mut best = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for x in rest {
-        best = best.max(*x);
+    let mut best = f32::NEG_INFINITY;
+    for x in m.iter().chain(rest) {
+        if *x > best {
+            best = *x;
+        }
     }
     best
+}
+
+/// `max_i a[i] + b[i]` and the first `i` reaching it, in 8 lanes.
+fn max_plus(a: &[f32], b: &[f32]) -> (f32, usize) {
+    let mut bv = [f32::NEG_INFINITY; 8];
+    let mut bi = [0u32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (c, (x, y)) in ca.zip(cb).enumerate() {
+        for l in 0..8 {
+            let v = x[l] + y[l];
+            let gt = v > bv[l];
+            bv[l] = if gt { v } else { bv[l] };
+            bi[l] = if gt { (c * 8 + l) as u32 } else { bi[l] };
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    let mut arg = usize::MAX;
+    for l in 0..8 {
+        let i = bi[l] as usize;
+        if bv[l] > best || (bv[l] == best && i < arg) {
+            best = bv[l];
+            arg = i;
+        }
+    }
+    let base = a.len() - ra.len();
+    for (o, (x, y)) in ra.iter().zip(rb).enumerate() {
+        let v = x + y;
+        if v > best {
+            best = v;
+            arg = base + o;
+        }
+    }
+    (best, if arg == usize::MAX { 0 } else { arg })
 }
 
 /// Softmax of the intent head over the mean token vector.
@@ -1316,6 +1346,47 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The compiled decoder agrees with the general Viterbi and
+    /// forward-backward on a tag set wider than its 8 lanes.
+    #[test]
+    fn fast_decode_matches_the_reference_on_many_tags() {
+        let slots: Vec<String> = (0..9).map(|i| format!("s{i}")).collect();
+        let tags = TagSet::new(slots);
+        let cons = Constraints::new(&tags);
+        let k = tags.len();
+        let mut w = Weights::zeros(1, k, 0);
+        let mut s = distill_core::hash::SplitMix64(11);
+        for p in w.parts_mut() {
+            p.iter_mut()
+                .for_each(|v| *v = s.next_f64() as f32 * 4.0 - 2.0);
+        }
+        let crf = Crf::new(&w, &tags);
+        for t_len in 1..14 {
+            let em: Vec<f32> = (0..t_len * k)
+                .map(|_| s.next_f64() as f32 * 6.0 - 3.0)
+                .collect();
+            let score = |p: &[usize]| {
+                let mut sc = (w.start[p[0]] + em[p[0]] + w.end[p[t_len - 1]]) as f64;
+                for t in 1..t_len {
+                    sc += (w.trans[p[t - 1] * k + p[t]] + em[t * k + p[t]]) as f64;
+                }
+                sc
+            };
+            let reference = viterbi(&w, &em, &cons);
+            let (fast, conf) = crf.decode(&em);
+            assert!(fast.windows(2).all(|p| cons.ok(p[0], p[1])) && cons.first_ok(fast[0]));
+            assert!((score(&fast) - score(&reference)).abs() < 1e-3);
+            let m = Lattice::new(&w, &em, &cons).marginals();
+            for (t, (&j, c)) in fast.iter().zip(&conf).enumerate() {
+                assert!(
+                    (m[t * k + j] - c).abs() < 1e-4,
+                    "t {t}: {c} vs {}",
+                    m[t * k + j]
+                );
+            }
+        }
+    }
 
     #[test]
     fn tokens_carry_character_offsets() {

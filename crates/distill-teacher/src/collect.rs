@@ -512,7 +512,24 @@ pub fn label_one(
     let mut rec = call_and_interpret(
         spec, client, interp, cache, teacher, url, body, ex, gauges, stop, jitter,
     );
+    // Field values become spans of the text the teacher saw (before any
+    // redaction of the record); values that cannot be placed are kept, with
+    // the reason, after redaction.
+    let placed = rec
+        .fields
+        .as_ref()
+        .map(|f| distill_core::spans::align_fields(&ex.text, f));
     client.redactor().record(&mut rec);
+    if let Some((spans, _, missing)) = placed {
+        rec.spans = Some(spans);
+        rec.unaligned = missing
+            .into_iter()
+            .map(|mut u| {
+                u.value = client.redactor().string(&u.value);
+                u
+            })
+            .collect();
+    }
     rec
 }
 

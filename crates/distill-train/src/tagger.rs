@@ -55,6 +55,52 @@ pub struct TagData {
     pub dataset_path: std::path::PathBuf,
     pub dataset_sha256: String,
     pub task: Task,
+    /// The teacher log trained on: path, sha256, records with spans, rows
+    /// labelled by the teacher (no gold spans), values it left unplaced.
+    pub teacher: Option<TeacherSpans>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeacherSpans {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    pub records: usize,
+    pub rows: usize,
+    pub unaligned_values: usize,
+}
+
+/// Spans per example id from a teach log (`distill teach`, task extract):
+/// the values the teacher answered, placed in the text at teach time.
+/// Failed records and records without spans are skipped; the last record of
+/// an id wins.
+fn read_teacher_spans(path: &Path) -> Result<(BTreeMap<String, Vec<Span>>, TeacherSpans)> {
+    let file = distill_core::teacher_log::log_file(path);
+    if !file.is_file() {
+        return Err(Error::Input(format!(
+            "teacher file {}: no such file (expected the directory of an extraction `distill teach`, or its logs.jsonl)",
+            file.display()
+        )));
+    }
+    let log = distill_core::teacher_log::read_log_lines(&file)?;
+    let mut out = BTreeMap::new();
+    let mut unaligned = 0;
+    for rec in log.records {
+        if rec.failed() {
+            continue;
+        }
+        unaligned += rec.unaligned.len();
+        if let Some(spans) = rec.spans {
+            out.insert(rec.id, spans);
+        }
+    }
+    let info = TeacherSpans {
+        path: file,
+        sha256: log.sha256,
+        records: out.len(),
+        rows: 0,
+        unaligned_values: unaligned,
+    };
+    Ok((out, info))
 }
 
 /// Load a dataset with spans for a tagger: slots are the span labels seen in
@@ -66,11 +112,31 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     let curate = config.curate.as_ref().map(|c| resolve(base, c));
     let dataset = distill_data::open::open_dataset(&path, curate.as_deref())?;
-    let mut slots: Vec<String> = dataset
+    let (teacher_spans, mut teacher_info) = match &config.teacher {
+        Some(t) => {
+            let (m, i) = read_teacher_spans(&resolve(base, t))?;
+            (m, Some(i))
+        }
+        None => (BTreeMap::new(), None),
+    };
+    let gold_slots = dataset
         .examples
         .iter()
-        .flat_map(|e| e.spans.iter().flatten().map(|s| s.label.clone()))
-        .collect();
+        .any(|e| e.spans.as_ref().is_some_and(|s| !s.is_empty()));
+    // Slots are the dataset's; a dataset without gold spans takes the teacher's fields.
+    let mut slots: Vec<String> = if gold_slots {
+        dataset
+            .examples
+            .iter()
+            .flat_map(|e| e.spans.iter().flatten().map(|s| s.label.clone()))
+            .collect()
+    } else {
+        teacher_spans
+            .values()
+            .flatten()
+            .map(|s| s.label.clone())
+            .collect()
+    };
     slots.sort();
     slots.dedup();
     if slots.is_empty() {
@@ -98,14 +164,24 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
     let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
     let mut rejects = Vec::new();
     let mut snapped = 0;
+    let mut teacher_rows = 0;
     for ex in &dataset.examples {
-        let Some(spans) = &ex.spans else { continue };
+        let split = ex.split.unwrap_or(Split::Train);
+        // Gold spans where the row has them; the teacher's on training and
+        // unlabelled rows without gold.
+        let from_teacher = ex.spans.is_none() || !gold_slots;
+        let spans = match (&ex.spans, teacher_spans.get(&ex.id)) {
+            (Some(g), _) if !from_teacher => g,
+            (_, Some(t)) if matches!(split, Split::Train | Split::Unlabeled) => t,
+            _ => continue,
+        };
+        let split = if split == Split::Unlabeled {
+            Split::Train
+        } else {
+            split
+        };
         let (tokens, _) = tagger::tokenize(&ex.text, spec.max_tokens);
         let chars = ex.text.chars().count();
-        let split = ex.split.unwrap_or(Split::Train);
-        if split == Split::Unlabeled {
-            continue;
-        }
         // Spans past a truncated text's last token are not trainable; they
         // stay in the gold set for evaluation.
         let kept_end = tokens.last().map_or(0, |t| t.end);
@@ -126,7 +202,15 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
                 continue;
             }
         };
-        let intent = if has_intents {
+        if from_teacher {
+            teacher_rows += 1;
+        }
+        let intent = if has_intents && from_teacher {
+            ex.label
+                .as_deref()
+                .and_then(|l| intent_index.get(l))
+                .copied()
+        } else if has_intents {
             match ex.label.as_deref().and_then(|l| intent_index.get(l)) {
                 Some(&i) => Some(i),
                 None => {
@@ -163,6 +247,16 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
             Split::Unlabeled => {}
         }
     }
+    if let Some(t) = teacher_info.as_mut() {
+        t.rows = teacher_rows;
+        if t.rows == 0 {
+            return Err(Error::Input(format!(
+                "teacher file {}: none of its {} records with spans labels a training row without gold spans",
+                t.path.display(),
+                t.records
+            )));
+        }
+    }
     if train.is_empty() || val.is_empty() {
         return Err(Error::Input(format!(
             "dataset {}: {} train and {} validation rows with usable spans; a tagger needs both ({} rows rejected)",
@@ -192,6 +286,7 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
         dataset_path: path,
         dataset_sha256: dataset.manifest.examples_sha256.clone(),
         task: dataset.manifest.task,
+        teacher: teacher_info,
     })
 }
 
@@ -448,11 +543,6 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             dir.display()
         )));
     }
-    if config.teacher.is_some() {
-        return Err(Error::Input(
-            "teacher spans for the tagger are not supported yet: train it on gold spans (remove `teacher`)".into(),
-        ));
-    }
     let loop_start = Instant::now();
     let data = load(&config, &req.base_dir, &spec)?;
     config.dataset = std::fs::canonicalize(&data.dataset_path).unwrap_or(data.dataset_path.clone());
@@ -492,6 +582,11 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     counts.insert("snapped_spans".to_string(), data.snapped);
     counts.insert("slots".to_string(), data.slots.len());
     counts.insert("intents".to_string(), data.intents.len());
+    if let Some(t) = &data.teacher {
+        counts.insert("teacher".to_string(), t.rows);
+        counts.insert("teacher_unaligned_values".to_string(), t.unaligned_values);
+        config.teacher = Some(std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()));
+    }
     let mut info = RunInfo {
         schema_version: run::RUN_SCHEMA_VERSION,
         experiment: config.name.clone(),
@@ -512,8 +607,8 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             dataset_name: data.dataset_name.clone(),
             dataset_sha256: data.dataset_sha256.clone(),
             val_source: data.val_source.clone(),
-            teacher: None,
-            teacher_sha256: None,
+            teacher: data.teacher.as_ref().map(|t| t.path.display().to_string()),
+            teacher_sha256: data.teacher.as_ref().map(|t| t.sha256.clone()),
         },
         counts,
         params: 0,

@@ -267,3 +267,85 @@ fn bad_spans_are_rejected_with_reasons() {
     assert!(rejected.contains("overlap"), "{rejected}");
     assert_eq!(read_json(&run.join("run.json"))["counts"]["rejected"], 1);
 }
+
+/// Rows without gold spans learn from a teacher's spans (a teach log's
+/// `spans`, placed at teach time); unplaced values are counted.
+#[test]
+fn teacher_spans_label_rows_without_gold() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cities = [
+        "paris", "rome", "berlin", "madrid", "lisbon", "vienna", "oslo", "dublin",
+    ];
+    let mut lines = Vec::new();
+    let mut log = String::new();
+    for i in 0..60 {
+        let city = cities[i % cities.len()];
+        let text = format!("book a table in {city} for {i} people");
+        let start = 16;
+        let end = start + city.len();
+        if i < 24 {
+            lines.push(serde_json::json!({
+                "text": text, "split": if i % 4 == 0 { "val" } else { "train" },
+                "spans": [{"start": start, "end": end, "label": "city"}],
+            }));
+        } else {
+            lines.push(serde_json::json!({"text": text, "split": "unlabeled"}));
+            let id = distill_core::hash::content_id(&text);
+            let rec = serde_json::json!({
+                "id": id, "teacher": {"kind": "openai", "model": "m", "params_hash": "h"},
+                "output": format!("{{\"city\": \"{city}\"}}"),
+                "fields": {"city": [city], "party": ["nobody"]},
+                "spans": [{"start": start, "end": end, "label": "city"}],
+                "unaligned": [{"field": "party", "value": "nobody", "reason": "not found"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "latency_ms": 1.0,
+                "cost": 0.0, "attempts": 1,
+            });
+            log.push_str(&format!("{rec}\n"));
+        }
+    }
+    let data = tmp.path().join("d.jsonl");
+    std::fs::write(
+        &data,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .expect("write");
+    let teach = tmp.path().join("teach");
+    std::fs::create_dir_all(&teach).expect("dir");
+    std::fs::write(teach.join("logs.jsonl"), log).expect("log");
+    let ds = tmp.path().join("ds");
+    ok(&[
+        "data",
+        "import",
+        &s(&data),
+        "--text",
+        "text",
+        "--spans",
+        "spans",
+        "--split",
+        "field:split",
+        "--task",
+        "extract",
+        "--out",
+        &s(&ds),
+    ]);
+    let config = tmp.path().join("exp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"teacher-spans\"\ndataset = \"{}\"\nteacher = \"{}\"\n[model]\nkind = \"tagger\"\nbuckets = 4096\ndim = 8\n[train]\nepochs = 3\nlr = 0.05\n",
+            s(&ds),
+            s(&teach)
+        ),
+    )
+    .expect("config");
+    let run = train(&s(&config), &tmp.path().join("exp"), &[]);
+    let info = read_json(&run.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert_eq!(info["counts"]["teacher"], 36, "{info}");
+    assert_eq!(info["counts"]["train"], 18 + 36);
+    assert_eq!(info["counts"]["teacher_unaligned_values"], 36);
+    assert_eq!(
+        info["lineage"]["teacher_sha256"].as_str().map(str::len),
+        Some(64)
+    );
+}

@@ -264,6 +264,24 @@ fn extraction_answers_follow_the_json_schema() {
             .collect();
         assert_eq!(got, fields);
         assert!(r["probs"].is_null());
+        // Every value the model answered is placed in the text or listed as
+        // unplaced; a placed span's text matches its value (up to case and
+        // whitespace, or a few edits).
+        let placed = r["spans"].as_array().expect("spans").len();
+        let unplaced = r["unaligned"].as_array().map_or(0, Vec::len);
+        let answered: usize = r["fields"]
+            .as_object()
+            .expect("fields")
+            .values()
+            .map(|v| {
+                v.as_array()
+                    .expect("values")
+                    .iter()
+                    .filter(|x| !x.as_str().unwrap_or("").trim().is_empty())
+                    .count()
+            })
+            .sum();
+        assert_eq!(placed + unplaced, answered, "{r}");
     }
 }
 
