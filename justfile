@@ -24,6 +24,10 @@ bench-pretrained:
 bench-teach:
     bash bench/teach.sh
 
+# Extraction: the fast tagger vs sklearn-crfsuite on SNIPS and NLU++ banking (span F1, speed, size).
+bench-extract:
+    bash bench/extract.sh
+
 # Evaluation: distill eval on banking77 (target under 2 s), scikit-learn metrics for reference.
 bench-eval:
     bash bench/eval.sh
@@ -36,7 +40,7 @@ bench-compare:
 bench-predict:
     bash bench/predict.sh
 
-bench: bench-curate bench-train bench-teach bench-eval bench-compare bench-predict bench-serve
+bench: bench-curate bench-train bench-teach bench-eval bench-compare bench-predict bench-serve bench-extract
 
 # Serving: distill serve (local-only and 20% escalated) vs FastAPI + uvicorn + onnxruntime, plus a soak.
 bench-serve:

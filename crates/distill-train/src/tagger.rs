@@ -9,6 +9,9 @@
 //! mid-run checkpoints: `--resume` refuses it, and a killed run is marked
 //! by its `run.json` staying `running` (start a new one).
 
+// Dynamic programmes over tag indices read clearest with index loops.
+#![allow(clippy::needless_range_loop)]
+
 use crate::config::ExperimentConfig;
 use crate::data::resolve;
 use crate::error::{Error, Result};
@@ -702,7 +705,7 @@ fn train_loop(
             };
             loss += model.step(feats, &row.tags, row.intent, lr);
             info.steps += 1;
-            if info.steps % 512 == 0 {
+            if info.steps.is_multiple_of(512) {
                 let n = info.steps as f64;
                 progress.step(
                     info.steps,

@@ -75,14 +75,13 @@ pub fn redact(text: &str, kinds: &[PiiKind]) -> (String, BTreeMap<PiiKind, u64>)
     }
 }
 
+/// Redacted text, counts per kind, and the spans moved with it.
+pub type Redacted = (String, BTreeMap<PiiKind, u64>, Vec<Span>);
+
 /// [`redact`] that carries character spans along: spans after a redaction
 /// shift by the placeholder's length difference. A span overlapping a
 /// redacted stretch cannot keep its text; the reason is returned.
-pub fn redact_spans(
-    text: &str,
-    kinds: &[PiiKind],
-    spans: &[Span],
-) -> Result<(String, BTreeMap<PiiKind, u64>, Vec<Span>), String> {
+pub fn redact_spans(text: &str, kinds: &[PiiKind], spans: &[Span]) -> Result<Redacted, String> {
     let mut spans = spans.to_vec();
     let mut counts = BTreeMap::new();
     let mut current = text.to_string();
