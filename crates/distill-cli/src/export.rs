@@ -372,26 +372,39 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
         }
     }
     out.flush()?;
-    let threshold = predictor.rule().threshold;
     eprintln!(
-        "predicted {} inputs ({} escalated{}){}{}",
-        tally.inputs,
-        tally.escalated,
-        threshold
-            .map(|t| format!(" below {t:.4}"))
-            .unwrap_or_else(|| ", no threshold in the bundle".into()),
-        if tally.truncated > 0 {
-            format!("; {} truncated to the model's max length", tally.truncated)
-        } else {
-            String::new()
-        },
-        if tally.rejected > 0 {
-            format!("; {} stdin lines rejected", tally.rejected)
-        } else {
-            String::new()
-        }
+        "{}",
+        tally.summary(
+            "predicted",
+            predictor.rule().threshold,
+            "the model's max length"
+        )
     );
     Ok(())
+}
+
+impl Tally {
+    /// The closing stderr line of `distill predict`.
+    fn summary(&self, verb: &str, threshold: Option<f64>, limit: &str) -> String {
+        format!(
+            "{verb} {} inputs ({} escalated{}){}{}",
+            self.inputs,
+            self.escalated,
+            threshold
+                .map(|t| format!(" below {t:.4}"))
+                .unwrap_or_else(|| ", no threshold in the bundle".into()),
+            if self.truncated > 0 {
+                format!("; {} truncated to {limit}", self.truncated)
+            } else {
+                String::new()
+            },
+            if self.rejected > 0 {
+                format!("; {} stdin lines rejected", self.rejected)
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 /// `distill predict` with a tagger: one answer line per input, written as
@@ -457,23 +470,12 @@ fn predict_tagger(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<(
     }
     out.flush()?;
     eprintln!(
-        "extracted from {} inputs ({} escalated{}){}{}",
-        tally.inputs,
-        tally.escalated,
-        predictor
-            .threshold
-            .map(|t| format!(" below {t:.4}"))
-            .unwrap_or_else(|| ", no threshold in the bundle".into()),
-        if tally.truncated > 0 {
-            format!("; {} truncated to the tagger's max-tokens", tally.truncated)
-        } else {
-            String::new()
-        },
-        if tally.rejected > 0 {
-            format!("; {} stdin lines rejected", tally.rejected)
-        } else {
-            String::new()
-        }
+        "{}",
+        tally.summary(
+            "extracted from",
+            predictor.threshold,
+            "the tagger's max-tokens"
+        )
     );
     Ok(())
 }

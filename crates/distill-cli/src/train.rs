@@ -90,49 +90,37 @@ fn run_inner(args: TrainArgs) -> anyhow::Result<()> {
     })
     .context("training failed")?;
     let m = &outcome.info.metrics;
-    if outcome.info.model_kind == "tagger" {
-        let get = |k: &str| {
-            m.get(k)
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into())
-        };
-        eprintln!(
-            "done: {} steps, best epoch {}, val span F1 {} exact {}, test span F1 {} exact {} intent acc {}, {} params, {} bytes, {:.1} s training",
-            outcome.info.steps,
-            outcome
-                .info
-                .best_epoch
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "-".into()),
-            get("val_span_f1"),
-            get("val_exact_match"),
-            get("test_span_f1"),
-            get("test_exact_match"),
-            get("test_intent_accuracy"),
-            outcome.info.params,
-            outcome.info.model_bytes,
-            outcome.info.train_seconds,
-        );
-        crate::out::println(outcome.run_dir.display())?;
-        return Ok(());
-    }
     let get = |k: &str| {
         m.get(k)
             .map(|v| format!("{v:.4}"))
             .unwrap_or_else(|| "-".into())
     };
+    let quality = if outcome.info.model_kind == "tagger" {
+        format!(
+            "val span F1 {} exact {}, test span F1 {} exact {} intent acc {}",
+            get("val_span_f1"),
+            get("val_exact_match"),
+            get("test_span_f1"),
+            get("test_exact_match"),
+            get("test_intent_accuracy"),
+        )
+    } else {
+        format!(
+            "val acc {} macro-F1 {}, test acc {} macro-F1 {}",
+            get("val_accuracy"),
+            get("val_macro_f1"),
+            get("test_accuracy"),
+            get("test_macro_f1"),
+        )
+    };
     eprintln!(
-        "done: {} steps, best epoch {}, val acc {} macro-F1 {}, test acc {} macro-F1 {}, {} params, {} bytes, {:.1} s training ({:.0} ex/s)",
+        "done: {} steps, best epoch {}, {quality}, {} params, {} bytes, {:.1} s training ({:.0} ex/s)",
         outcome.info.steps,
         outcome
             .info
             .best_epoch
             .map(|e| e.to_string())
             .unwrap_or_else(|| "-".into()),
-        get("val_accuracy"),
-        get("val_macro_f1"),
-        get("test_accuracy"),
-        get("test_macro_f1"),
         outcome.info.params,
         outcome.info.model_bytes,
         outcome.info.train_seconds,

@@ -505,7 +505,16 @@ pub fn viterbi(w: &Weights, em: &[f32], cons: &Constraints) -> Vec<usize> {
             last = j;
         }
     }
+    backtrack(&back, k, last)
+}
+
+/// The path ending in tag `last`, from back pointers (`T × K`).
+fn backtrack(back: &[u16], k: usize, last: usize) -> Vec<usize> {
+    let t_len = back.len() / k.max(1);
     let mut path = vec![0usize; t_len];
+    if t_len == 0 {
+        return path;
+    }
     path[t_len - 1] = last;
     for t in (1..t_len).rev() {
         path[t - 1] = back[t * k + path[t]] as usize;
@@ -740,11 +749,7 @@ impl Crf {
                 last = j;
             }
         }
-        let mut path = vec![0usize; t_len];
-        path[t_len - 1] = last;
-        for t in (1..t_len).rev() {
-            path[t - 1] = back[t * k + path[t]] as usize;
-        }
+        let path = backtrack(&back, k, last);
         // Forward-backward in probability space, scaled per step.
         let mut e = vec![0f32; t_len * k];
         for t in 0..t_len {
@@ -1411,7 +1416,7 @@ mod tests {
         let mut s = distill_core::hash::SplitMix64(3);
         let mut table = vec![0f32; spec.buckets * spec.dim];
         for (i, v) in table.iter_mut().enumerate() {
-            if (i / spec.dim) % 3 != 0 {
+            if !(i / spec.dim).is_multiple_of(3) {
                 *v = s.next_f64() as f32 - 0.5;
             }
         }

@@ -89,6 +89,49 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
+    /// A run's `run.json` as it starts: status running, nothing measured yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn started(
+        experiment: &str,
+        run_id: &str,
+        seeds: &Seeds,
+        device: String,
+        task: distill_core::types::Task,
+        model_kind: &str,
+        lineage: Lineage,
+        counts: BTreeMap<String, usize>,
+    ) -> Self {
+        let mut versions = BTreeMap::new();
+        versions.insert("distill".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        versions.insert("burn".to_string(), distill_model::BURN_VERSION.to_string());
+        RunInfo {
+            schema_version: RUN_SCHEMA_VERSION,
+            experiment: experiment.to_string(),
+            run_id: run_id.to_string(),
+            status: Status::Running,
+            error: None,
+            started_at: utc_stamp(SystemTime::now()),
+            finished_at: None,
+            resumes: 0,
+            seeds: seeds.clone(),
+            git_commit: git_commit(),
+            versions,
+            device,
+            task,
+            model_kind: model_kind.to_string(),
+            lineage,
+            counts,
+            params: 0,
+            model_bytes: 0,
+            steps: 0,
+            epochs: 0,
+            best_epoch: None,
+            train_seconds: 0.0,
+            loop_seconds: 0.0,
+            metrics: BTreeMap::new(),
+        }
+    }
+
     pub fn save(&self, dir: &Path) -> Result<()> {
         Ok(write_json_atomic(&dir.join(RUN_FILE), self)?)
     }

@@ -575,8 +575,6 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             run_dir.join("rejects.jsonl").display()
         );
     }
-    let mut versions = BTreeMap::new();
-    versions.insert("distill".to_string(), env!("CARGO_PKG_VERSION").to_string());
     let mut counts = BTreeMap::new();
     counts.insert("train".to_string(), data.train.len());
     counts.insert("val".to_string(), data.val.len());
@@ -590,22 +588,14 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         counts.insert("teacher_unaligned_values".to_string(), t.unaligned_values);
         config.teacher = Some(std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()));
     }
-    let mut info = RunInfo {
-        schema_version: run::RUN_SCHEMA_VERSION,
-        experiment: config.name.clone(),
-        run_id: run_id.clone(),
-        status: Status::Running,
-        error: None,
-        started_at: run::utc_stamp(std::time::SystemTime::now()),
-        finished_at: None,
-        resumes: 0,
-        seeds: seeds.clone(),
-        git_commit: run::git_commit(),
-        versions,
-        device: "cpu (host)".into(),
-        task: Task::Extract,
-        model_kind: "tagger".into(),
-        lineage: Lineage {
+    let mut info = RunInfo::started(
+        &config.name,
+        &run_id,
+        &seeds,
+        "cpu (host)".into(),
+        Task::Extract,
+        "tagger",
+        Lineage {
             dataset: data.dataset_path.display().to_string(),
             dataset_name: data.dataset_name.clone(),
             dataset_sha256: data.dataset_sha256.clone(),
@@ -614,15 +604,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
             teacher_sha256: data.teacher.as_ref().map(|t| t.sha256.clone()),
         },
         counts,
-        params: 0,
-        model_bytes: 0,
-        steps: 0,
-        epochs: 0,
-        best_epoch: None,
-        train_seconds: 0.0,
-        loop_seconds: 0.0,
-        metrics: BTreeMap::new(),
-    };
+    );
     info.save(&run_dir)?;
     let outcome = train_loop(
         &config,

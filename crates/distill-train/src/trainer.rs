@@ -378,9 +378,6 @@ fn new_info(
     seeds: &Seeds,
     device: DeviceKind,
 ) -> RunInfo {
-    let mut versions = BTreeMap::new();
-    versions.insert("distill".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    versions.insert("burn".to_string(), distill_model::BURN_VERSION.to_string());
     let mut counts = BTreeMap::new();
     counts.insert("train".into(), data.train.len());
     counts.insert("val".into(), data.val.len());
@@ -392,22 +389,14 @@ fn new_info(
     if data.teacher.is_some() {
         counts.insert("val_with_teacher".into(), data.val_teacher_overlap());
     }
-    RunInfo {
-        schema_version: run::RUN_SCHEMA_VERSION,
-        experiment: config.name.clone(),
-        run_id: run_id.to_string(),
-        status: Status::Running,
-        error: None,
-        started_at: run::utc_stamp(std::time::SystemTime::now()),
-        finished_at: None,
-        resumes: 0,
-        seeds: seeds.clone(),
-        git_commit: run::git_commit(),
-        versions,
-        device: device.to_string(),
-        task: data.info.task,
-        model_kind: config.model.kind().to_string(),
-        lineage: Lineage {
+    RunInfo::started(
+        &config.name,
+        run_id,
+        seeds,
+        device.to_string(),
+        data.info.task,
+        config.model.kind(),
+        Lineage {
             dataset: data.info.path.display().to_string(),
             dataset_name: data.info.name.clone(),
             dataset_sha256: data.info.sha256.clone(),
@@ -416,15 +405,7 @@ fn new_info(
             teacher_sha256: data.teacher.as_ref().map(|t| t.sha256.clone()),
         },
         counts,
-        params: 0,
-        model_bytes: 0,
-        steps: 0,
-        epochs: 0,
-        best_epoch: None,
-        train_seconds: 0.0,
-        loop_seconds: 0.0,
-        metrics: BTreeMap::new(),
-    }
+    )
 }
 
 /// A rough upper bound of training memory, to refuse batch sizes that cannot fit.

@@ -34,6 +34,28 @@ fn train(config: &str, exp: &Path, sets: &[&str]) -> std::path::PathBuf {
     last_line_path(&ok(&refs))
 }
 
+/// Write `lines` as JSONL at `data` and import it as an extraction dataset at `ds`.
+fn import_jsonl(lines: &[Value], data: &Path, ds: &Path) -> std::path::PathBuf {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(data, body).expect("write");
+    ok(&[
+        "data",
+        "import",
+        &s(data),
+        "--text",
+        "text",
+        "--spans",
+        "spans",
+        "--split",
+        "field:split",
+        "--task",
+        "extract",
+        "--out",
+        &s(ds),
+    ]);
+    ds.to_path_buf()
+}
+
 fn extract_python() -> String {
     distill_testkit::install::run_script("install-extract-peers.sh")
         .trim()
@@ -232,25 +254,7 @@ fn bad_spans_are_rejected_with_reasons() {
         "spans": [{"start": 7, "end": 15, "label": "city"}, {"start": 11, "end": 15, "label": "state"}]}));
     lines.push(serde_json::json!({"text": "fly to rome", "split": "train",
         "spans": [{"start": 7, "end": 40, "label": "city"}]}));
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&data, body).expect("write");
-    let ds = tmp.path().join("ds");
-    let o = ok(&[
-        "data",
-        "import",
-        &s(&data),
-        "--text",
-        "text",
-        "--spans",
-        "spans",
-        "--split",
-        "field:split",
-        "--task",
-        "extract",
-        "--out",
-        &s(&ds),
-    ]);
-    let _ = o;
+    let ds = import_jsonl(&lines, &data, &tmp.path().join("ds"));
     let rejects = std::fs::read_to_string(ds.join("rejects.jsonl")).unwrap_or_default();
     assert!(rejects.contains("outside the text"), "{rejects}");
     let config = tmp.path().join("exp.toml");
@@ -303,31 +307,10 @@ fn teacher_spans_label_rows_without_gold() {
             log.push_str(&format!("{rec}\n"));
         }
     }
-    let data = tmp.path().join("d.jsonl");
-    std::fs::write(
-        &data,
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .expect("write");
     let teach = tmp.path().join("teach");
     std::fs::create_dir_all(&teach).expect("dir");
     std::fs::write(teach.join("logs.jsonl"), log).expect("log");
-    let ds = tmp.path().join("ds");
-    ok(&[
-        "data",
-        "import",
-        &s(&data),
-        "--text",
-        "text",
-        "--spans",
-        "spans",
-        "--split",
-        "field:split",
-        "--task",
-        "extract",
-        "--out",
-        &s(&ds),
-    ]);
+    let ds = import_jsonl(&lines, &tmp.path().join("d.jsonl"), &tmp.path().join("ds"));
     let config = tmp.path().join("exp.toml");
     std::fs::write(
         &config,
