@@ -112,11 +112,14 @@ def micro_f1(gold, pred):
 def main():
     data, test_split = sys.argv[1], sys.argv[2]
     rows = pq.read_table(os.path.join(data, "examples.parquet")).to_pylist()
+    # As distill reads it: a joint (intent + slots) dataset annotates every
+    # row, so a row without spans has none; in an extract dataset it is unlabelled.
+    joint = json.load(open(os.path.join(data, "dataset.json")))["task"] != "extract"
     train, test = [], []
     for r in rows:
-        if r.get("spans") is None:
+        if r.get("spans") is None and not joint:
             continue
-        spans = json.loads(r["spans"])
+        spans = json.loads(r["spans"]) if r.get("spans") is not None else []
         if r["split"] == test_split:
             test.append((r["text"], spans))
         elif r["split"] in ("train", "val"):

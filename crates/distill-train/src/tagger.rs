@@ -168,12 +168,21 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
     let mut rejects = Vec::new();
     let mut snapped = 0;
     let mut teacher_rows = 0;
+    let annotates_all = dataset.manifest.task != Task::Extract && gold_slots;
+    let no_spans: Vec<Span> = Vec::new();
     for ex in &dataset.examples {
         let split = ex.split.unwrap_or(Split::Train);
         // Gold spans where the row has them; the teacher's on training and
         // unlabelled rows without gold.
-        let from_teacher = ex.spans.is_none() || !gold_slots;
-        let spans = match (&ex.spans, teacher_spans.get(&ex.id)) {
+        // A joint dataset (intents with slots: SNIPS, NLU++) annotates
+        // every row, so a row without spans has none; in an `extract`
+        // dataset it is unlabelled.
+        let gold = match &ex.spans {
+            None if annotates_all && split != Split::Unlabeled => Some(&no_spans),
+            g => g.as_ref(),
+        };
+        let from_teacher = gold.is_none() || !gold_slots;
+        let spans = match (gold, teacher_spans.get(&ex.id)) {
             (Some(g), _) if !from_teacher => g,
             (_, Some(t)) if matches!(split, Split::Train | Split::Unlabeled) => t,
             _ => continue,
