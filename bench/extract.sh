@@ -37,22 +37,8 @@ bench_one() { # label config data-config curate-or-empty test-split
 import json,sys
 for l in open('$run/eval/extract/predictions.jsonl'): print(json.dumps({'text': json.loads(l)['text']}))
 " > "$out/$label-test.jsonl"
-  "$bin" predict --bundle "$bundle" --timing 100000 < "$out/$label-test.jsonl" 2>"$out/$label-timing.txt" >/dev/null
-  python3 - "$run" "$bundle" "$out/$label-timing.txt" "$label" <<'EOF'
-import json, os, sys
-run, bundle, timing, label = sys.argv[1:]
-info = json.load(open(os.path.join(run, "run.json")))
-rep = json.load(open(os.path.join(run, "eval/extract/report.json")))
-t = json.loads(open(timing).readline().split("timing ", 1)[1])
-m = rep["test"]
-print("| distill tagger (int8), %s | %.4f | %.4f | %.1f | %.0f | %.1f | %d |" % (
-    label, m["spans"]["micro"]["f1"], m["spans"]["exact_match"], info["loop_seconds"],
-    t["rows_per_s"], t["p50_us"], os.path.getsize(os.path.join(bundle, "tagger.bin"))))
-f32 = info["metrics"]
-print("|   (fp32 run: test span F1 %.4f, intent acc %s, %d rows rejected, %d gold spans end inside a token) | | | | | | |" % (
-    f32["test_span_f1"], "%.4f" % f32["test_intent_accuracy"] if "test_intent_accuracy" in f32 else "-",
-    info["counts"]["rejected"], info["counts"]["snapped_spans"]))
-EOF
+  "$bin" predict --bundle "$bundle" --timing 100000 < "$out/$label-test.jsonl" 2>"$out/$label-timing.txt" >"$out/$label-int8.jsonl"
+  python3 bench/extract_table.py "$run" "$bundle" "$out/$label-timing.txt" "$out/$label-int8.jsonl" "$label"
   "$py" bench/extract_crf.py "$ds" "$split" > "$out/$label-crf.json"
   python3 - "$out/$label-crf.json" "$label" <<'EOF'
 import json, sys
