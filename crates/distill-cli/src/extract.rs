@@ -58,6 +58,16 @@ pub fn export(
         Dtype::Int8 => "tagger-int8",
     };
     let out = out.unwrap_or_else(|| run.join("bundles").join(name));
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(&out, &model_dir) || same(&out, run) {
+        bail!(
+            "--out {}: that is the run's own directory; a bundle goes elsewhere (default RUN/bundles/)",
+            out.display()
+        );
+    }
     let _lock = distill_core::lock::DirLock::acquire(&out, "distill export")?;
     let bytes = model.save(&out, dtype)?;
     // The bundle must load as written (sizes, hash, values).
@@ -106,7 +116,8 @@ impl TaggerPredictor {
         let mut line = json!({
             "fields": fields,
             "confidence": x.confidence,
-            "escalate": self.threshold.map(|t| x.confidence < t),
+            // A truncated text's tail was not read: never answered locally.
+            "escalate": self.threshold.map(|t| x.confidence < t || x.truncated),
         });
         if let Some((intent, p)) = &x.intent {
             line["intent"] = json!(intent);

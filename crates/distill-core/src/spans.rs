@@ -385,20 +385,18 @@ pub fn align(text: &str, value: &str, taken: &[Span]) -> Option<(usize, usize, A
     }
     let free = |a: usize, b: usize| !taken.iter().any(|s| s.start < b && a < s.end);
     let v: Vec<char> = value.chars().collect();
-    let mut first_any = None;
+    // Whole words only: "art" is not placed inside "party".
     if v.len() <= chars.len() {
         for a in 0..=chars.len() - v.len() {
             let b = a + v.len();
-            if chars[a..b] == v[..] && free(a, b) {
-                if is_boundary(&chars, a) && is_boundary(&chars, b) {
-                    return Some((a, b, Aligned::Exact));
-                }
-                first_any.get_or_insert((a, b, Aligned::Exact));
+            if chars[a..b] == v[..]
+                && free(a, b)
+                && is_boundary(&chars, a)
+                && is_boundary(&chars, b)
+            {
+                return Some((a, b, Aligned::Exact));
             }
         }
-    }
-    if first_any.is_some() {
-        return first_any;
     }
     let (lt, map) = loose(text);
     let (lv, _) = loose(value);
@@ -408,7 +406,7 @@ pub fn align(text: &str, value: &str, taken: &[Span]) -> Option<(usize, usize, A
     if lv.len() <= lt.len() {
         for a in 0..=lt.len() - lv.len() {
             let b = a + lv.len();
-            if lt[a..b] == lv[..] {
+            if lt[a..b] == lv[..] && is_boundary(&lt, a) && is_boundary(&lt, b) {
                 let (s, e) = (map[a], map[b - 1] + 1);
                 if free(s, e) {
                     return Some((s, e, Aligned::Loose));
@@ -543,6 +541,7 @@ mod tests {
         let (s, e, k) = align(text, "Miles Davies", &[]).unwrap();
         assert_eq!((at(s, e).as_str(), k), ("Miles Davis", Aligned::Fuzzy));
         assert_eq!(align(text, "John Coltrane", &[]), None, "never invented");
+        assert_eq!(align(text, "otif", &[]), None, "never inside a word");
         assert_eq!(align(text, "  ", &[]), None);
         // A second value for the same words takes the next occurrence.
         let taken = [Span {

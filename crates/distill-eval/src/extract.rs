@@ -81,7 +81,7 @@ fn score(model: &Tagger, rows: &[TagRow], keep_lines: bool) -> Scored {
     let tags = &model.tags;
     let (mut gold, mut pred, mut gold_tok) = (Vec::new(), Vec::new(), Vec::new());
     let (mut confidence, mut correct, mut lines) = (Vec::new(), Vec::new(), Vec::new());
-    let mut intent_ok = 0usize;
+    let (mut intent_ok, mut intent_rows) = (0usize, 0usize);
     for r in rows {
         let x = model.extract(&r.text);
         let spans = x.spans();
@@ -97,10 +97,13 @@ fn score(model: &Tagger, rows: &[TagRow], keep_lines: bool) -> Scored {
             .unwrap_or_else(|_| vec![0; ranges.len()]);
         let pred_tags = spans_to_tags(tags, &ranges, &spans);
         let intent_right = match (&x.intent, r.intent) {
-            (Some((name, _)), Some(y)) => model.meta.intents[y] == *name,
+            (Some((name, _)), Some(y)) => model.meta.intents.get(y) == Some(name),
             _ => true,
         };
-        intent_ok += usize::from(intent_right);
+        if r.intent.is_some() {
+            intent_rows += 1;
+            intent_ok += usize::from(intent_right);
+        }
         confidence.push(x.confidence);
         correct.push(intent_right && exact(&r.spans, &spans));
         gold_tok.push(tags.decode(&ranges, &gold_tags));
@@ -113,7 +116,7 @@ fn score(model: &Tagger, rows: &[TagRow], keep_lines: bool) -> Scored {
                 "gold_tags": gold_tags.iter().map(|&t| tags.name(t)).collect::<Vec<_>>(),
                 "pred_tags": pred_tags.iter().map(|&t| tags.name(t)).collect::<Vec<_>>(),
                 "intent": x.intent.as_ref().map(|i| &i.0),
-                "gold_intent": r.intent.map(|y| &model.meta.intents[y]),
+                "gold_intent": r.intent.and_then(|y| model.meta.intents.get(y)),
                 "confidence": x.confidence,
             }));
         }
@@ -127,7 +130,8 @@ fn score(model: &Tagger, rows: &[TagRow], keep_lines: bool) -> Scored {
             rows: rows.len(),
             spans: span_metrics(&gold, &pred),
             token_aligned: span_metrics(&gold_tok, &pred),
-            intent_accuracy: (!model.meta.intents.is_empty()).then(|| intent_ok as f64 / n),
+            intent_accuracy: (!model.meta.intents.is_empty())
+                .then(|| intent_ok as f64 / intent_rows.max(1) as f64),
             example_accuracy: correct.iter().filter(|c| **c).count() as f64 / n,
             aurc,
         },
@@ -179,9 +183,13 @@ pub fn evaluate_run(run: &Path, target: f64, delta: f64) -> Result<(ExtractRepor
         )));
     };
     let data = distill_train::tagger::load(&config, &source.base_dir(), spec)?;
-    if data.slots != model.meta.slots {
+    let info = distill_train::run::RunInfo::load(run)?;
+    if data.slots != model.meta.slots
+        || data.intents != model.meta.intents
+        || data.dataset_sha256 != info.lineage.dataset_sha256
+    {
         return Err(Error::Input(format!(
-            "{}: the dataset's slots differ from the model's (the dataset changed since training)",
+            "{}: the dataset differs from the one this run trained on (its examples' sha256, slots or intents changed)",
             run.display()
         )));
     }

@@ -70,6 +70,8 @@ pub struct TeacherSpans {
     pub records: usize,
     pub rows: usize,
     pub unaligned_values: usize,
+    /// Records left out because a value of theirs could not be placed.
+    pub partial_records: usize,
 }
 
 /// Spans per example id from a teach log (`distill teach`, task extract):
@@ -86,12 +88,18 @@ fn read_teacher_spans(path: &Path) -> Result<(BTreeMap<String, Vec<Span>>, Teach
     }
     let log = distill_core::teacher_log::read_log_lines(&file)?;
     let mut out = BTreeMap::new();
-    let mut unaligned = 0;
+    let (mut unaligned, mut partial) = (0, 0);
     for rec in log.records {
         if rec.failed() {
             continue;
         }
         unaligned += rec.unaligned.len();
+        // A record with a value it could not place would teach that value's
+        // words as "no field": it is left out (counted).
+        if !rec.unaligned.is_empty() {
+            partial += 1;
+            continue;
+        }
         if let Some(spans) = rec.spans {
             out.insert(rec.id, spans);
         }
@@ -102,6 +110,7 @@ fn read_teacher_spans(path: &Path) -> Result<(BTreeMap<String, Vec<Span>>, Teach
         records: out.len(),
         rows: 0,
         unaligned_values: unaligned,
+        partial_records: partial,
     };
     Ok((out, info))
 }
@@ -142,6 +151,21 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
     };
     slots.sort();
     slots.dedup();
+    // The loader's limits (and 16-bit back pointers): refuse before training.
+    if slots.len() > 4096 || dataset.manifest.labels.len() > 65536 {
+        return Err(Error::Input(format!(
+            "dataset {}: {} slots and {} labels; a tagger takes at most 4096 slots and 65536 intents",
+            path.display(),
+            slots.len(),
+            dataset.manifest.labels.len()
+        )));
+    }
+    if spec.buckets.saturating_mul(spec.dim) > 1 << 28 {
+        return Err(Error::Input(format!(
+            "tagger buckets × dim = {} × {} exceeds 2^28 weights (1 GiB of f32 while training)",
+            spec.buckets, spec.dim
+        )));
+    }
     if slots.is_empty() {
         return Err(Error::Input(format!(
             "dataset {}: no spans; a tagger trains on a dataset with spans (`spans` in the data config)",
@@ -516,11 +540,12 @@ fn quick_f1(model: &Trainee, tags: &TagSet, rows: &[TagRow]) -> f64 {
 pub fn evaluate(model: &tagger::Tagger, rows: &[TagRow]) -> (SpanMetrics, Option<f64>) {
     let mut gold = Vec::with_capacity(rows.len());
     let mut pred = Vec::with_capacity(rows.len());
-    let mut intent_ok = 0usize;
+    let (mut intent_ok, mut intent_rows) = (0usize, 0usize);
     for r in rows {
         let x = model.extract(&r.text);
         if let (Some((name, _)), Some(y)) = (&x.intent, r.intent) {
-            intent_ok += usize::from(model.meta.intents[y] == *name);
+            intent_rows += 1;
+            intent_ok += usize::from(model.meta.intents.get(y) == Some(name));
         }
         pred.push(x.spans());
         gold.push(r.spans.clone());
@@ -528,7 +553,7 @@ pub fn evaluate(model: &tagger::Tagger, rows: &[TagRow]) -> (SpanMetrics, Option
     let joint = !model.meta.intents.is_empty();
     (
         span_metrics(&gold, &pred),
-        joint.then(|| intent_ok as f64 / rows.len().max(1) as f64),
+        joint.then(|| intent_ok as f64 / intent_rows.max(1) as f64),
     )
 }
 
@@ -595,6 +620,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     if let Some(t) = &data.teacher {
         counts.insert("teacher".to_string(), t.rows);
         counts.insert("teacher_unaligned_values".to_string(), t.unaligned_values);
+        counts.insert("teacher_partial_records".to_string(), t.partial_records);
         config.teacher = Some(std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()));
     }
     let mut info = RunInfo::started(
