@@ -276,6 +276,16 @@ fn parse_line(n: usize, line: &[u8]) -> Option<Input> {
     }
 }
 
+/// Every stdin input at once (for `--timing`), and the lines rejected.
+fn all_stdin_inputs(max_line_bytes: usize) -> anyhow::Result<(Vec<Input>, usize)> {
+    let mut all = Vec::new();
+    let rejected = stdin_inputs(max_line_bytes, |input, _| {
+        all.extend(input);
+        Ok(())
+    })?;
+    Ok((all, rejected))
+}
+
 #[derive(Default)]
 struct Tally {
     inputs: usize,
@@ -339,11 +349,8 @@ pub fn run_predict(args: PredictArgs) -> CmdResult {
         }
     } else if let Some(n) = args.timing {
         // Timing needs every input up front.
-        let mut all = Vec::new();
-        tally.rejected += stdin_inputs(args.max_line_bytes, |input, _| {
-            all.extend(input);
-            Ok(())
-        })?;
+        let (all, rejected) = all_stdin_inputs(args.max_line_bytes)?;
+        tally.rejected += rejected;
         let texts: Vec<&str> = all.iter().map(|i| i.text.as_str()).collect();
         eprintln!("timing {}", timing(&predictor, &texts, n, batch_size));
         for chunk in all.chunks(batch_size) {
@@ -442,11 +449,8 @@ fn predict_tagger(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<(
             )?;
         }
     } else if let Some(n) = args.timing {
-        let mut all = Vec::new();
-        tally.rejected += stdin_inputs(args.max_line_bytes, |input, _| {
-            all.extend(input);
-            Ok(())
-        })?;
+        let (all, rejected) = all_stdin_inputs(args.max_line_bytes)?;
+        tally.rejected += rejected;
         let texts: Vec<&str> = all.iter().map(|i| i.text.as_str()).collect();
         eprintln!("timing {}", predictor.timing(&texts, n));
         for input in &all {

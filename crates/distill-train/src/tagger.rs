@@ -16,7 +16,7 @@ use crate::config::ExperimentConfig;
 use crate::data::resolve;
 use crate::error::{Error, Result};
 use crate::run::{self, Lineage, RunInfo, Seeds};
-use crate::trainer::{TrainOutcome, TrainRequest};
+use crate::trainer::{TrainOutcome, TrainRequest, absolute, lock_run_dir};
 use distill_core::hash::{SplitMix64, seeded_u64, unit_interval};
 use distill_core::run_layout::Status;
 use distill_core::spans::{SpanMetrics, TagSet, span_metrics};
@@ -36,6 +36,8 @@ pub struct TagRow {
     pub id: String,
     pub text: String,
     pub feats: Vec<Vec<u32>>,
+    /// The tagged tokens' character ranges.
+    pub ranges: Vec<(usize, usize)>,
     /// Gold tags (training rows).
     pub tags: Vec<usize>,
     pub intent: Option<usize>,
@@ -226,7 +228,8 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
             .filter(|s| s.start < kept_end)
             .cloned()
             .collect();
-        let tags = match tagset.encode(&tagger::ranges(&tokens), &trainable, chars) {
+        let ranges = tagger::ranges(&tokens);
+        let tags = match tagset.encode(&ranges, &trainable, chars) {
             Ok((tags, report)) => {
                 snapped += report.snapped;
                 tags
@@ -264,6 +267,7 @@ pub fn load(config: &ExperimentConfig, base: &Path, spec: &TaggerSpec) -> Result
             id: ex.id.clone(),
             text: ex.text.clone(),
             feats: tagger::features(spec, &tokens),
+            ranges,
             tags,
             intent,
             spans: spans.clone(),
@@ -528,9 +532,7 @@ fn quick_f1(model: &Trainee, tags: &TagSet, rows: &[TagRow]) -> f64 {
     let mut gold = Vec::with_capacity(rows.len());
     let mut pred = Vec::with_capacity(rows.len());
     for r in rows {
-        let (tokens, _) = tagger::tokenize(&r.text, usize::MAX);
-        let ranges = tagger::ranges(&tokens[..r.feats.len().min(tokens.len())]);
-        pred.push(tags.decode(&ranges, &model.decode(r)));
+        pred.push(tags.decode(&r.ranges, &model.decode(r)));
         gold.push(r.spans.clone());
     }
     span_metrics(&gold, &pred).micro.f1
@@ -582,10 +584,9 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
     }
     let loop_start = Instant::now();
     let data = load(&config, &req.base_dir, &spec)?;
-    config.dataset = std::fs::canonicalize(&data.dataset_path).unwrap_or(data.dataset_path.clone());
+    config.dataset = absolute(&data.dataset_path);
     if let Some(c) = &config.curate {
-        let p = resolve(&req.base_dir, c);
-        config.curate = Some(std::fs::canonicalize(&p).unwrap_or(p));
+        config.curate = Some(absolute(&resolve(&req.base_dir, c)));
     }
     let seeds = Seeds::derive(config.seed);
     let tags = TagSet::new(data.slots.clone());
@@ -595,7 +596,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         config.seed,
         req.run_id.as_deref(),
     )?;
-    let _lock = distill_core::lock::DirLock::acquire(&run_dir, "distill train")?;
+    let _lock = lock_run_dir(&run_dir)?;
     let toml = toml::to_string(&config)
         .map_err(|e| Error::Input(format!("serialising the resolved config: {e}")))?;
     distill_core::fsutil::write_atomic(&run_dir.join(run::CONFIG_FILE), |w| {
@@ -621,7 +622,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
         counts.insert("teacher".to_string(), t.rows);
         counts.insert("teacher_unaligned_values".to_string(), t.unaligned_values);
         counts.insert("teacher_partial_records".to_string(), t.partial_records);
-        config.teacher = Some(std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()));
+        config.teacher = Some(absolute(&t.path));
     }
     let mut info = RunInfo::started(
         &config.name,

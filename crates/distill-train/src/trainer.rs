@@ -218,7 +218,7 @@ pub fn train(req: TrainRequest) -> Result<TrainOutcome> {
 /// Lock a run directory for this process and remove the temporary files a
 /// killed writer of it left behind (only ours: `.distill-*.tmp` files and
 /// `.tmp-step-*` checkpoint directories).
-fn lock_run_dir(dir: &Path) -> Result<distill_core::lock::DirLock> {
+pub(crate) fn lock_run_dir(dir: &Path) -> Result<distill_core::lock::DirLock> {
     let lock = distill_core::lock::DirLock::acquire(dir, "distill train")?;
     let mut removed = lock.remove_stale_temps(dir, &[])?;
     removed.extend(lock.remove_stale_temps(&dir.join(run::MODEL_DIR), &[])?);
@@ -312,7 +312,7 @@ fn restore_newest<T>(
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
