@@ -43,11 +43,16 @@ pub fn println(text: impl Display) -> std::io::Result<()> {
     write(&text, true)
 }
 
-/// Whether `error` (or one of its causes) is a write to a closed pipe.
+/// Whether `error` (or one of its causes) is a write to a closed pipe,
+/// including one met inside `serde_json::to_writer` (whose error hides the
+/// io::Error from `source()`).
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        let pipe = Some(std::io::ErrorKind::BrokenPipe);
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == pipe
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == pipe
     })
 }

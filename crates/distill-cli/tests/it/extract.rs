@@ -184,6 +184,16 @@ fn snips_tagger_trains_matches_seqeval_exports_and_predicts() {
         "{line}"
     );
 
+    // A reader that goes away mid-stream ends prediction quietly.
+    let many: Vec<String> = (0..3000).map(|i| format!("{text} {i}")).collect();
+    let mut args = vec!["predict", "--bundle"];
+    let int8_s = s(&int8_dir);
+    args.push(&int8_s);
+    args.extend(many.iter().map(String::as_str));
+    let closed = super::closed_stdout(&args);
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    assert!(!stderr(&closed).contains("panicked"));
+
     // A tampered bundle is refused by name, never trusted.
     let bin = int8_dir.join("tagger.bin");
     let mut bytes = std::fs::read(&bin).expect("bin");
